@@ -1,0 +1,289 @@
+"""The agent: launch this node's workers, watch them, stop and restart the group.
+
+One thread, one event loop. The selector watches a pidfd per worker (readable the moment it
+exits), each worker's stdout and stderr pipes, and the signal inbox; nothing polls. The agent
+never imports torch on a single node.
+
+Job flow (one attempt after the other):
+
+    attempt N: start group ──all ranks exit 0──> SUCCEEDED (exit 0)
+                    │
+                    ├──a rank fails──> stop the others ──policy: restart──> attempt N+1
+                    │                                   └─policy: give up──> FAILED (exit 1)
+                    └──SIGINT/SIGTERM/SIGHUP──> stop all ──> INTERRUPTED (exit 128+N)
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import signal
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import record, report, restart
+from runner.env import AttemptContext, RankLayout, omp_default
+from runner.errors import ExitStatus
+from runner.guard import OrphanGuard
+from runner.logs import OutputStream
+from runner.paths import RunPaths
+from runner.plan import JobPlan
+from runner.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
+from runner.state import AttemptResult, JobState, RunResult, WorkerState
+from runner.workers import Worker, WorkerGroup, base_environment
+
+# After SIGKILL, how long to wait for the kernel to reap a rank (a rank stuck in
+# uninterruptible sleep may never go): stopping is always bounded in time.
+KILL_WAIT_S = 5.0
+
+
+@dataclass
+class AttemptOutcome:
+    """How one attempt ended: all succeeded, a rank failed, or a stop signal arrived."""
+
+    result: AttemptResult
+    signal: int | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result.state is WorkerState.SUCCEEDED
+
+
+class Agent:
+    """Runs a `JobPlan` on this node: `Agent(plan).run()` returns a `RunResult`."""
+
+    def __init__(self, plan: JobPlan, layout: RankLayout = RankLayout()) -> None:
+        self.plan = plan
+        self.layout = layout
+        self.token = uuid.uuid4().hex
+        self.history: list[AttemptResult] = []
+        self._selector = selectors.DefaultSelector()
+        self._inbox = SignalInbox()
+        self._paths: RunPaths | None = None
+        self._events: record.EventLog | None = None
+        self._guard: OrphanGuard | None = None
+
+    # -- the job ---------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = time.time()
+        self._paths = record.open_run_dir(self.plan)
+        self._events = record.EventLog(self._paths.events)
+        # Handlers and the guard exist before the first worker does.
+        self._inbox.install()
+        self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
+        self._guard = OrphanGuard(self.token)
+        try:
+            result = self._run_attempts()
+        finally:
+            self._guard.close()
+            self._inbox.uninstall()
+            self._selector.close()
+        record.write_summary(self._paths, result)
+        self._events.write("job_end", state=result.state.value, exit_code=result.exit_code)
+        self._events.close()
+        print(report.render(result, time.time() - started), file=sys.stderr, flush=True)
+        return result
+
+    def _run_attempts(self) -> RunResult:
+        base_env = base_environment()
+        self._announce(base_env)
+        attempt = 0
+        while True:
+            outcome = self._run_attempt(attempt, base_env)
+            self.history.append(outcome.result)
+            assert self._paths is not None
+            record.write_summary(self._paths, self._result(JobState.RUNNING, ExitStatus.SUCCESS))
+            if outcome.succeeded:
+                return self._result(JobState.SUCCEEDED, ExitStatus.SUCCESS)
+            if outcome.signal is not None:
+                return self._result(JobState.INTERRUPTED, ExitStatus.for_signal(outcome.signal), outcome.signal)
+            if not self._should_restart(outcome):
+                return self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
+            attempt += 1
+
+    def _should_restart(self, outcome: AttemptOutcome) -> bool:
+        decision = restart.decide(self.plan.restart, self.history)
+        cause = report.root_cause(outcome.result.failures)
+        what = f"rank {cause.rank} {cause.exit.describe()}" if cause else "the group failed"
+        verb = "restarting the group" if decision.restart else "giving up"
+        self._note(f"{what}; {verb} ({decision.reason})", decision="restart" if decision.restart else "stop",
+                   reason=decision.reason)
+        return decision.restart
+
+    def _result(self, state: JobState, exit_code: int, signum: int | None = None) -> RunResult:
+        failures = self.history[-1].failures if self.history else []
+        return RunResult(
+            state=state, exit_code=int(exit_code), attempts=list(self.history),
+            root_cause=None if state is JobState.SUCCEEDED else report.root_cause(failures),
+            signal=signum, run_dir=self.plan.run_dir,
+        )
+
+    def _announce(self, base_env: dict[str, str]) -> None:
+        omp = omp_default(self.plan, base_env)
+        if omp is not None:
+            self._note(f"OMP_NUM_THREADS={omp} for each of {self.plan.nproc} workers "
+                       f"(cores / nproc; set OMP_NUM_THREADS or env.OMP_NUM_THREADS to choose)")
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    def _run_attempt(self, attempt: int, base_env: dict[str, str]) -> AttemptOutcome:
+        assert self._paths is not None
+        ctx = AttemptContext(attempt, self.plan.master_addr, free_port(), self.token)
+        group = WorkerGroup(self.plan, self._paths, attempt, self.layout, self._worker_changed)
+        result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time())
+        self._event("group_state", attempt=attempt, state=WorkerState.INIT.value, master_port=ctx.master_port)
+        try:
+            group.start(ctx, base_env, self._watch)
+        except Exception:
+            self._stop(group, result, signal.SIGKILL, 0.0)
+            raise
+        self._event("group_state", attempt=attempt, state=WorkerState.HEALTHY.value)
+        signum = self._supervise(group, result)
+        result.workers = [w.result() for w in group.workers]
+        result.end = time.time()
+        self._event("group_state", attempt=attempt, state=result.state.value)
+        return AttemptOutcome(result, signum)
+
+    def _supervise(self, group: WorkerGroup, result: AttemptResult) -> int | None:
+        """Wait for the group to finish, fail, or be interrupted; leave nothing running."""
+        while True:
+            signums = self._wait(group, deadline=None, stopping=False)
+            stop = next((s for s in signums if s in STOP_SIGNALS), None)
+            if stop is not None:
+                self._note(f"received {signal.Signals(stop).name}; stopping {len(group.running())} workers")
+                self._stop(group, result, stop, self.plan.restart.stop_grace_s)
+                result.state = WorkerState.STOPPED
+                return stop
+            self._forward(group, signums)
+            failed = group.failed()
+            if failed:
+                group.state = WorkerState.UNHEALTHY  # HEALTHY -> UNHEALTHY -> FAILED
+                self._stop(group, result, signal.SIGTERM, self.plan.restart.stop_grace_s)
+                result.failures = [w.failure() for w in group.failed()]
+                result.state = group.state = WorkerState.FAILED
+                return None
+            if group.all_succeeded():
+                self._stop(group, result, signal.SIGTERM, 0.0)  # sweeps leftover children
+                result.state = group.state = WorkerState.SUCCEEDED
+                return None
+
+    def _forward(self, group: WorkerGroup, signums: list[int]) -> None:
+        for signum in signums:
+            if signum in FORWARD_SIGNALS:
+                self._event("signal_forwarded", signal=signal.Signals(signum).name)
+                group.signal(signum)
+
+    def _stop(self, group: WorkerGroup, result: AttemptResult, signum: int, grace_s: float) -> None:
+        """Stop every running worker: signum to its group, SIGKILL after the grace, sweep the rest.
+
+        A second stop signal during the grace kills at once (Ctrl-C twice).
+        """
+        running = group.running()
+        if running:
+            self._event("stop", attempt=group.attempt, signal=signal.Signals(signum).name,
+                        ranks=[w.rank for w in running], grace_s=grace_s)
+            group.signal(signum)
+            self._wait_until_ended(group, time.monotonic() + grace_s)
+        stubborn = group.running()
+        if stubborn:
+            result.killed_after_grace = [w.rank for w in stubborn]
+            self._note(f"rank(s) {', '.join(str(w.rank) for w in stubborn)} still running after "
+                       f"{grace_s:g} s grace; sending SIGKILL", ranks=result.killed_after_grace)
+            group.signal(signal.SIGKILL)
+            self._wait_until_ended(group, time.monotonic() + KILL_WAIT_S)
+        for worker in group.running():  # RUNNING -> STOPPED without an exit status
+            self._note(f"rank {worker.rank} (pid {worker.pid}) survived SIGKILL for {KILL_WAIT_S:g} s "
+                       f"(uninterruptible sleep?); leaving it behind", rank=worker.rank, pid=worker.pid)
+            group.abandon(worker)
+        swept = group.sweep(self.token, signal.SIGKILL)
+        if swept:
+            self._event("swept", pids=swept)
+        self._release(group)
+
+    def _wait_until_ended(self, group: WorkerGroup, deadline: float) -> None:
+        while group.running() and time.monotonic() < deadline:
+            signums = self._wait(group, deadline, stopping=True)
+            if any(s in STOP_SIGNALS for s in signums):
+                deadline = time.monotonic()  # impatient user: go straight to SIGKILL
+            self._forward(group, signums)
+
+    def _wait(self, group: WorkerGroup, deadline: float | None, stopping: bool) -> list[int]:
+        """One turn of the loop: pump output, note exits. Returns the signals received."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        signums: list[int] = []
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:
+                signums += self._inbox.drain()
+            elif isinstance(key.data, OutputStream):
+                if not key.data.pump():
+                    self._selector.unregister(key.fd)
+            else:
+                self._on_exit(group, key.data, stopping)
+        return signums
+
+    def _on_exit(self, group: WorkerGroup, worker: Worker, stopping: bool) -> None:
+        group.on_exit(worker, stopping)
+        if not worker.running:
+            assert worker.process is not None
+            self._selector.unregister(worker.process.pidfd)
+
+    def _watch(self, worker: Worker) -> None:
+        """Register a fresh worker's pidfd and pipes, and tell the guard its process group."""
+        assert worker.process is not None and self._guard is not None
+        self._guard.watch(worker.process.pid)
+        self._selector.register(worker.process.pidfd, selectors.EVENT_READ, worker)
+        for stream in worker.streams:
+            self._selector.register(stream.fd, selectors.EVENT_READ, stream)
+
+    def _release(self, group: WorkerGroup) -> None:
+        """Unregister and close what the group still holds, after a last drain of output."""
+        for worker in group.workers:
+            fds = [s.fd for s in worker.streams if s.open]
+            if worker.process is not None and worker.process.pidfd not in worker.process.closed_fds:
+                fds.append(worker.process.pidfd)
+            for fd in fds:
+                if fd in self._selector.get_map():
+                    self._selector.unregister(fd)
+        group.close()
+
+    # -- record ----------------------------------------------------------------------------
+
+    def _worker_changed(self, worker: Worker, state: WorkerState) -> None:
+        fields: dict[str, object] = {"attempt": worker.attempt, "rank": worker.rank, "state": state.value}
+        if state is WorkerState.HEALTHY:
+            fields["pid"] = worker.pid
+        if worker.exit is not None:
+            fields.update(exit_code=worker.exit.exit_code, signal=worker.exit.signal_name)
+        self._event("worker_state", **fields)
+
+    def _event(self, event: str, **fields: object) -> None:
+        if self._events is not None:
+            self._events.write(event, **fields)
+
+    def _note(self, message: str, **fields: object) -> None:
+        if self._events is not None:
+            self._events.note(message, **fields)
+
+
+def free_port(host: str = "") -> int:
+    """A port nobody listens on now; every attempt gets a new one, so no stale store keys."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def run_plan_file(path: str) -> int:
+    """`erun run-plan PLAN.json`: run a plan written by the compiler (or by hand)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        from runner.errors import ConfigError
+        raise ConfigError(None, f"cannot read plan file {path}: {e.strerror}", "check the path") from None
+    plan = JobPlan.from_dict(data)
+    return Agent(plan).run().exit_code
+

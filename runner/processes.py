@@ -1,0 +1,120 @@
+"""Processes: spawn a worker in its own session, signal its group, find and kill stragglers.
+
+Every worker:
+- runs in its own session and process group (`start_new_session`), so a signal to the group
+  reaches the worker and every child that did not leave the group;
+- gets PR_SET_PDEATHSIG=SIGKILL, so it dies the moment the agent dies, however it dies;
+- carries ERUN_JOB_TOKEN in its environment, inherited by all its descendants: the agent and
+  the orphan guard find children that escaped the group (setsid, daemonised) by reading
+  /proc/PID/environ.
+Exits are noticed through a pidfd (readable when the process ends): no polling.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from runner.errors import LaunchError
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Runs in the child between fork and exec (single-threaded agent: safe)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the agent died before prctl took effect
+        os._exit(1)
+
+
+@dataclass
+class Process:
+    """A live child process with its pidfd and output pipes."""
+
+    popen: subprocess.Popen[bytes]
+    pidfd: int
+    stdout_fd: int
+    stderr_fd: int
+    closed_fds: set[int] = field(default_factory=set)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def reap(self) -> int | None:
+        """The Popen return code once the process has ended (negative: killing signal)."""
+        return self.popen.poll()
+
+    def close(self) -> None:
+        for fd in (self.pidfd, self.stdout_fd, self.stderr_fd):
+            if fd not in self.closed_fds:
+                self.closed_fds.add(fd)
+                os.close(fd)
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Process:
+    """Start a worker in its own session, output to pipes the agent reads."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    parent = os.getpid()
+    try:
+        popen = subprocess.Popen(
+            list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+            stdout=out_w, stderr=err_w, start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(parent),
+        )
+    except OSError as e:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise LaunchError(f"cannot start `{argv[0]}`: {e.strerror}"
+                          f"{f' (cwd {cwd})' if cwd else ''}") from None
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    for fd in (out_r, err_r):
+        os.set_blocking(fd, False)
+    return Process(popen, os.pidfd_open(popen.pid), out_r, err_r)
+
+
+def signal_group(pid: int, signum: int) -> bool:
+    """Signal the worker's process group (its pgid is its pid). False if it is gone."""
+    try:
+        os.killpg(pid, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def marked_pids(token: str, exclude: Iterable[int] = ()) -> list[int]:
+    """Live processes whose environment carries ERUN_JOB_TOKEN=token (zombies excluded)."""
+    needle = f"\0ERUN_JOB_TOKEN={token}\0".encode()
+    skip = set(exclude) | {os.getpid()}
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in skip:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                data = f.read()
+        except OSError:  # gone, or a zombie with no environment
+            continue
+        if needle in b"\0" + data:
+            found.append(int(name))
+    return found
+
+
+def kill_marked(token: str, signum: int = signal.SIGKILL, exclude: Iterable[int] = ()) -> list[int]:
+    """Signal every process carrying the token; returns the pids signalled."""
+    hit = []
+    for pid in marked_pids(token, exclude):
+        try:
+            os.kill(pid, signum)
+            hit.append(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return hit

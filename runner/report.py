@@ -1,0 +1,63 @@
+"""What the user reads when a job ends: a one-line success, or a failure report to act on."""
+
+from __future__ import annotations
+
+from runner.state import Failure, JobState, RunResult, signal_name
+
+
+def root_cause(result_failures: list[Failure]) -> Failure | None:
+    """The first failure in time: later ones are usually peers noticing the first."""
+    return min(result_failures, key=lambda f: (f.time, f.rank), default=None)
+
+
+def render(result: RunResult, elapsed_s: float) -> str:
+    if result.state is JobState.SUCCEEDED:
+        return (f"erun: job succeeded in {elapsed_s:.1f} s "
+                f"({len(result.attempts)} attempt{'s' if len(result.attempts) != 1 else ''}, "
+                f"{result.restarts} restart{'s' if result.restarts != 1 else ''}); "
+                f"run dir {result.run_dir}")
+    if result.state is JobState.INTERRUPTED:
+        sig = signal_name(result.signal) if result.signal else "a signal"
+        return (f"erun: stopped by {sig} after {elapsed_s:.1f} s, attempt {len(result.attempts) - 1}; "
+                f"workers stopped; logs in {result.run_dir}")
+    return failure_report(result, elapsed_s)
+
+
+def failure_report(result: RunResult, elapsed_s: float) -> str:
+    cause = result.root_cause
+    lines = [
+        "=" * 72,
+        f"erun: job FAILED after {elapsed_s:.1f} s, {len(result.attempts)} attempt(s), "
+        f"{result.restarts} restart(s)",
+    ]
+    if cause is None:
+        lines.append("  no rank failed; see the events log")
+    else:
+        lines += _cause_lines(cause)
+    others = [f for f in result.failures if f is not cause]
+    if others:
+        lines.append("  other failures:")
+        lines += [f"    attempt {f.attempt} rank {f.rank}: {f.exit.describe()}" for f in others]
+    lines += [f"  run dir:   {result.run_dir}", "=" * 72]
+    return "\n".join(lines)
+
+
+def _cause_lines(cause: Failure) -> list[str]:
+    lines = [
+        f"  root cause: rank {cause.rank} (local rank {cause.local_rank}), attempt {cause.attempt}: "
+        f"{cause.exit.describe()}",
+    ]
+    if cause.message and cause.message != cause.exit.describe():
+        lines.append(f"  message:   {cause.message}")
+    if cause.traceback:
+        lines.append("  traceback (from the error file):")
+        lines += ["    " + line for line in cause.traceback.rstrip().splitlines()]
+    if cause.stderr_tail:
+        lines.append(f"  last {len(cause.stderr_tail)} lines of its stderr:")
+        lines += ["    " + line for line in cause.stderr_tail]
+    else:
+        lines.append("  its stderr is empty")
+    lines += [f"  stderr:    {cause.stderr_log}", f"  stdout:    {cause.stdout_log}"]
+    if cause.error_file:
+        lines.append(f"  error file: {cause.error_file}")
+    return lines

@@ -1,0 +1,191 @@
+"""Worker and WorkerGroup: the live state of one attempt on this node.
+
+A `Worker` is one rank in one attempt; a `WorkerGroup` holds this node's workers for the
+current attempt. Both are runtime objects: they take a `JobPlan`, never a config. State
+changes are written down in `runner.state`; every change is reported to an observer (the
+agent's event log) as it happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import logs, processes
+from runner.env import AttemptContext, RankLayout, worker_env
+from runner.paths import RunPaths
+from runner.plan import JobPlan
+from runner.state import ExitInfo, Failure, WorkerResult, WorkerState
+
+StateObserver = Callable[["Worker", WorkerState], None]
+
+
+@dataclass
+class Worker:
+    """One rank of one attempt."""
+
+    rank: int
+    local_rank: int
+    attempt: int
+    paths: RunPaths
+    state: WorkerState = WorkerState.INIT
+    process: processes.Process | None = None
+    streams: list[logs.OutputStream] = field(default_factory=list)
+    start: float | None = None
+    end: float | None = None
+    exit: ExitInfo | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        return self.state in (WorkerState.HEALTHY, WorkerState.UNHEALTHY)
+
+    def result(self) -> WorkerResult:
+        return WorkerResult(self.rank, self.local_rank, self.pid, self.start, self.end, self.state, self.exit)
+
+    def failure(self) -> Failure:
+        """What to tell the user about this rank's failure (call once it has ended)."""
+        assert self.exit is not None
+        error_file = self.paths.error_file(self.attempt, self.rank)
+        message, traceback = read_error_file(error_file)
+        stderr_tail = logs.tail(self.paths.stderr(self.attempt, self.rank))
+        return Failure(
+            rank=self.rank, local_rank=self.local_rank, attempt=self.attempt,
+            time=self.end or time.time(), exit=self.exit,
+            message=message or self.exit.describe(), traceback=traceback, stderr_tail=stderr_tail,
+            stdout_log=str(self.paths.stdout(self.attempt, self.rank)),
+            stderr_log=str(self.paths.stderr(self.attempt, self.rank)),
+            error_file=str(error_file) if error_file.exists() else "",
+        )
+
+
+def read_error_file(path: Path) -> tuple[str, str]:
+    """(message, traceback) from torch's `@record` error file; empty strings when absent."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "", ""
+    body = data.get("message", {})
+    if isinstance(body, str):
+        return body, ""
+    extra = body.get("extraInfo", {}) if isinstance(body, dict) else {}
+    return str(body.get("message", "")), str(extra.get("py_callstack", ""))
+
+
+class WorkerGroup:
+    """This node's workers for one attempt: start them, route their events, stop them."""
+
+    def __init__(
+        self, plan: JobPlan, paths: RunPaths, attempt: int,
+        layout: RankLayout = RankLayout(), observer: StateObserver | None = None,
+    ) -> None:
+        self.plan = plan
+        self.paths = paths
+        self.attempt = attempt
+        self.layout = layout
+        self.state = WorkerState.INIT
+        self._observer = observer
+        self.workers = [
+            Worker(rank=layout.rank_offset + i, local_rank=i, attempt=attempt, paths=paths)
+            for i in range(plan.nproc)
+        ]
+
+    def start(self, ctx: AttemptContext, base_env: Mapping[str, str],
+              on_spawn: Callable[[Worker], None]) -> None:
+        """INIT -> HEALTHY: spawn every worker, each with its log files and pipes."""
+        argv = self.plan.entrypoint.argv()
+        for worker in self.workers:
+            rank_dir = self.paths.rank_dir(self.attempt, worker.rank)
+            rank_dir.mkdir(parents=True, exist_ok=True)
+            env = worker_env(self.plan, worker.local_rank, ctx,
+                             str(self.paths.error_file(self.attempt, worker.rank)), base_env, self.layout)
+            worker.process = processes.spawn(argv, env, self.plan.cwd)
+            worker.start = time.time()
+            worker.streams = self._streams(worker)
+            self._set(worker, WorkerState.HEALTHY)
+            on_spawn(worker)
+        self.state = WorkerState.HEALTHY
+
+    def _streams(self, worker: Worker) -> list[logs.OutputStream]:
+        assert worker.process is not None
+        plan = self.plan
+        prefix = logs.make_prefix(plan.logs.prefix, worker.rank, worker.local_rank, plan.role, self.attempt)
+        shown = plan.logs.shows(worker.rank)
+        return [
+            logs.OutputStream(fd, path, logs.console_for(name) if shown else None, prefix)
+            for name, fd, path in (
+                ("stdout", worker.process.stdout_fd, self.paths.stdout(self.attempt, worker.rank)),
+                ("stderr", worker.process.stderr_fd, self.paths.stderr(self.attempt, worker.rank)),
+            )
+        ]
+
+    def on_exit(self, worker: Worker, stopping: bool) -> None:
+        """HEALTHY -> SUCCEEDED | FAILED, or -> STOPPED when the agent asked it to stop."""
+        assert worker.process is not None
+        returncode = worker.process.reap()
+        if returncode is None:
+            return
+        for stream in worker.streams:
+            stream.pump()
+        worker.end = time.time()
+        worker.exit = ExitInfo.from_returncode(returncode)
+        if worker.exit.ok:
+            self._set(worker, WorkerState.SUCCEEDED)
+        elif stopping:
+            self._set(worker, WorkerState.STOPPED)
+        else:
+            self._set(worker, WorkerState.FAILED)
+
+    def abandon(self, worker: Worker) -> None:
+        """A rank that would not die even to SIGKILL: record it as STOPPED, stop waiting."""
+        worker.end = time.time()
+        self._set(worker, WorkerState.STOPPED)
+
+    def running(self) -> list[Worker]:
+        return [w for w in self.workers if w.running]
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to every running worker's process group."""
+        for worker in self.running():
+            assert worker.pid is not None
+            processes.signal_group(worker.pid, signum)
+
+    def sweep(self, token: str, signum: int) -> list[int]:
+        """Signal what is left of every worker's tree: its group, and escaped descendants."""
+        for worker in self.workers:
+            if worker.pid is not None:
+                processes.signal_group(worker.pid, signum)
+        return processes.kill_marked(token, signum)
+
+    def close(self) -> None:
+        """Flush and close every stream and descriptor (after all workers ended)."""
+        for worker in self.workers:
+            for stream in worker.streams:
+                if stream.open:
+                    stream.pump()
+                    stream.close()
+            if worker.process is not None:
+                worker.process.close()
+
+    def failed(self) -> list[Worker]:
+        return [w for w in self.workers if w.state is WorkerState.FAILED]
+
+    def all_succeeded(self) -> bool:
+        return all(w.state is WorkerState.SUCCEEDED for w in self.workers)
+
+    def _set(self, worker: Worker, state: WorkerState) -> None:
+        worker.state = state
+        if self._observer is not None:
+            self._observer(worker, state)
+
+
+def base_environment() -> dict[str, str]:
+    """The agent's own environment, which workers inherit (as with torchrun)."""
+    return dict(os.environ)
