@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import record, report, restart
-from runner.env import AttemptContext, RankLayout, omp_default
+from runner.env import SINGLE_NODE, AttemptContext, RankLayout, file_timers_enabled, omp_default
 from runner.errors import ExitStatus
+from runner.filetimer import FileTimerServer
 from runner.guard import OrphanGuard
+from runner.health import HealthMonitor
 from runner.logs import OutputStream
 from runner.paths import RunPaths
 from runner.plan import JobPlan
@@ -56,7 +58,7 @@ class AttemptOutcome:
 class Agent:
     """Runs a `JobPlan` on this node: `Agent(plan).run()` returns a `RunResult`."""
 
-    def __init__(self, plan: JobPlan, layout: RankLayout = RankLayout()) -> None:
+    def __init__(self, plan: JobPlan, layout: RankLayout = SINGLE_NODE) -> None:
         self.plan = plan
         self.layout = layout
         self.token = uuid.uuid4().hex
@@ -66,6 +68,7 @@ class Agent:
         self._paths: RunPaths | None = None
         self._events: record.EventLog | None = None
         self._guard: OrphanGuard | None = None
+        self._timers: FileTimerServer | None = None
 
     # -- the job ---------------------------------------------------------------------------
 
@@ -77,9 +80,14 @@ class Agent:
         self._inbox.install()
         self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
         self._guard = OrphanGuard(self.token)
+        if file_timers_enabled(self.plan, base_environment()):
+            self._timers = FileTimerServer(self._paths.timer_fifo)
+            self._selector.register(self._timers.fileno(), selectors.EVENT_READ, self._timers)
         try:
             result = self._run_attempts()
         finally:
+            if self._timers is not None:
+                self._timers.close()
             self._guard.close()
             self._inbox.uninstall()
             self._selector.close()
@@ -101,19 +109,47 @@ class Agent:
             if outcome.succeeded:
                 return self._result(JobState.SUCCEEDED, ExitStatus.SUCCESS)
             if outcome.signal is not None:
-                return self._result(JobState.INTERRUPTED, ExitStatus.for_signal(outcome.signal), outcome.signal)
-            if not self._should_restart(outcome):
+                return self._interrupted(outcome.signal)
+            decision = self._decide(outcome, attempt + 1)
+            if not decision.restart:
                 return self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
+            signum = self._pause(decision.delay_s)
+            if signum is not None:
+                return self._interrupted(signum)
             attempt += 1
 
-    def _should_restart(self, outcome: AttemptOutcome) -> bool:
+    def _decide(self, outcome: AttemptOutcome, next_attempt: int) -> restart.RestartDecision:
         decision = restart.decide(self.plan.restart, self.history)
         cause = report.root_cause(outcome.result.failures)
-        what = f"rank {cause.rank} {cause.exit.describe()}" if cause else "the group failed"
-        verb = "restarting the group" if decision.restart else "giving up"
+        what = "the group failed"
+        if cause is not None:
+            what = f"rank {cause.rank} {cause.exit.describe()}" if cause.reason == "exit" else (
+                f"rank {cause.rank}: {cause.message}")
+        if decision.restart:
+            wait = f"in {decision.delay_s:.1f} s" if decision.delay_s else "now"
+            verb = f"restarting {wait}, attempt {next_attempt}"
+        else:
+            verb = "giving up"
         self._note(f"{what}; {verb} ({decision.reason})", decision="restart" if decision.restart else "stop",
-                   reason=decision.reason)
-        return decision.restart
+                   reason=decision.reason, delay_s=round(decision.delay_s, 3))
+        return decision
+
+    def _pause(self, delay_s: float) -> int | None:
+        """Back off before the next attempt; a stop signal ends the wait (and the job)."""
+        deadline = time.monotonic() + delay_s
+        while time.monotonic() < deadline:
+            for key, _ in self._selector.select(max(0.0, deadline - time.monotonic())):
+                if key.data is None:
+                    stop = next((s for s in self._inbox.drain() if s in STOP_SIGNALS), None)
+                    if stop is not None:
+                        self._note(f"received {signal.Signals(stop).name} while backing off; stopping")
+                        return stop
+                elif isinstance(key.data, FileTimerServer):
+                    key.data.read()
+        return None
+
+    def _interrupted(self, signum: int) -> RunResult:
+        return self._result(JobState.INTERRUPTED, ExitStatus.for_signal(signum), signum)
 
     def _result(self, state: JobState, exit_code: int, signum: int | None = None) -> RunResult:
         failures = self.history[-1].failures if self.history else []
@@ -133,7 +169,11 @@ class Agent:
 
     def _run_attempt(self, attempt: int, base_env: dict[str, str]) -> AttemptOutcome:
         assert self._paths is not None
-        ctx = AttemptContext(attempt, self.plan.master_addr, free_port(), self.token)
+        timer_file = None
+        if self._timers is not None:
+            self._timers.clear()
+            timer_file = str(self._timers.path)
+        ctx = AttemptContext(attempt, self.plan.master_addr, free_port(), self.token, timer_file)
         group = WorkerGroup(self.plan, self._paths, attempt, self.layout, self._worker_changed)
         result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time())
         self._event("group_state", attempt=attempt, state=WorkerState.INIT.value, master_port=ctx.master_port)
@@ -151,8 +191,9 @@ class Agent:
 
     def _supervise(self, group: WorkerGroup, result: AttemptResult) -> int | None:
         """Wait for the group to finish, fail, or be interrupted; leave nothing running."""
+        monitor = HealthMonitor(self.plan.health, self._timers)
         while True:
-            signums = self._wait(group, deadline=None, stopping=False)
+            signums = self._wait(group, deadline=monitor.next_due(), stopping=False)
             stop = next((s for s in signums if s in STOP_SIGNALS), None)
             if stop is not None:
                 self._note(f"received {signal.Signals(stop).name}; stopping {len(group.running())} workers")
@@ -160,8 +201,8 @@ class Agent:
                 result.state = WorkerState.STOPPED
                 return stop
             self._forward(group, signums)
-            failed = group.failed()
-            if failed:
+            self._check_health(group, monitor)
+            if group.failed() or group.condemned():
                 group.state = WorkerState.UNHEALTHY  # HEALTHY -> UNHEALTHY -> FAILED
                 self._stop(group, result, signal.SIGTERM, self.plan.restart.stop_grace_s)
                 result.failures = [w.failure() for w in group.failed()]
@@ -171,6 +212,15 @@ class Agent:
                 self._stop(group, result, signal.SIGTERM, 0.0)  # sweeps leftover children
                 result.state = group.state = WorkerState.SUCCEEDED
                 return None
+
+    def _check_health(self, group: WorkerGroup, monitor: HealthMonitor) -> None:
+        if not monitor.active:
+            return
+        verdicts = monitor.check(group.watched())
+        for verdict in verdicts:
+            self._note(f"rank {verdict.rank}: {verdict.message}; stopping the group",
+                       rank=verdict.rank, reason=verdict.reason)
+        group.condemn(verdicts)
 
     def _forward(self, group: WorkerGroup, signums: list[int]) -> None:
         for signum in signums:
@@ -222,6 +272,8 @@ class Agent:
             elif isinstance(key.data, OutputStream):
                 if not key.data.pump():
                     self._selector.unregister(key.fd)
+            elif isinstance(key.data, FileTimerServer):
+                key.data.read()
             else:
                 self._on_exit(group, key.data, stopping)
         return signums

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runner.filetimer import TIMER_FILE_VAR
+from runner.liveness import HEARTBEAT_VAR
 from runner.plan import JobPlan
 
 # torchrun sets this for its own signal handling in workers that use torch's elastic helpers.
@@ -32,6 +34,9 @@ class RankLayout:
     role_world_size: int | None = None
 
 
+SINGLE_NODE = RankLayout()
+
+
 @dataclass(frozen=True)
 class AttemptContext:
     """What changes from one attempt to the next."""
@@ -40,6 +45,7 @@ class AttemptContext:
     master_addr: str
     master_port: int
     token: str
+    timer_file: str | None = None  # torch FileTimerClient's FIFO, when file timers are on
 
 
 def default_omp_threads(nproc: int, cpus: int | None = None) -> int:
@@ -55,6 +61,11 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def file_timers_enabled(plan: JobPlan, base: Mapping[str, str]) -> bool:
+    """As torchrun: TORCHELASTIC_ENABLE_FILE_TIMER=1 in the agent's env, or health.file_timer."""
+    return plan.health.file_timer or base.get("TORCHELASTIC_ENABLE_FILE_TIMER") == "1"
+
+
 def omp_default(plan: JobPlan, base: Mapping[str, str]) -> str | None:
     """The OMP_NUM_THREADS the agent sets, or None when the user (or nproc=1) decides."""
     if "OMP_NUM_THREADS" in base or "OMP_NUM_THREADS" in plan.env or plan.nproc <= 1:
@@ -68,7 +79,8 @@ def worker_env(
     ctx: AttemptContext,
     error_file: str,
     base: Mapping[str, str],
-    layout: RankLayout = RankLayout(),
+    layout: RankLayout = SINGLE_NODE,
+    heartbeat_file: str = "",
 ) -> dict[str, str]:
     """The full environment of one worker: agent env, torchrun's contract, then the plan's env."""
     world = layout.world_size or plan.nproc
@@ -94,13 +106,16 @@ def worker_env(
         "TORCH_NCCL_ASYNC_ERROR_HANDLING": base.get("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1"),
         "TORCHELASTIC_ERROR_FILE": error_file,
         "TORCHELASTIC_SIGNALS_TO_HANDLE": SIGNALS_TO_HANDLE,
-        "PYTHONUNBUFFERED": "1",
         "ERUN_RUN_DIR": plan.run_dir,
         TOKEN_VAR: ctx.token,
     })
     omp = omp_default(plan, base)
     if omp is not None:
         env["OMP_NUM_THREADS"] = omp
+    if heartbeat_file:
+        env[HEARTBEAT_VAR] = heartbeat_file
+    if ctx.timer_file:
+        env[TIMER_FILE_VAR] = ctx.timer_file
     if plan.params:
         env["ERUN_PARAMS"] = json.dumps(dict(plan.params), sort_keys=True)
     if plan.config_file:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections import deque
 from pathlib import Path
 from typing import TextIO
@@ -27,6 +28,7 @@ class OutputStream:
         self._prefix = prefix
         self._partial = b""
         self.last_line = b""
+        self.last_activity = time.monotonic()
         self.open = True
 
     def pump(self) -> bool:
@@ -40,6 +42,7 @@ class OutputStream:
                 self.close()
                 return False
             os.write(self._file, data)
+            self.last_activity = time.monotonic()
             self._echo(data)
         return False
 
@@ -54,8 +57,11 @@ class OutputStream:
         if self._console is None:
             return
         out = b"".join(self._prefix + line + b"\n" for line in lines)
-        self._console.flush()
-        os.write(self._console.fileno(), out)
+        try:
+            self._console.flush()
+            os.write(self._console.fileno(), out)
+        except OSError:  # console closed (`erun ... | head`): the log file still gets everything
+            self._console = None
 
     def close(self) -> None:
         """Flush a last unterminated line and close the file (the pipe is the Process's)."""

@@ -13,7 +13,9 @@ class RunPaths:
         run_dir/plan.json            the compiled plan
         run_dir/events.jsonl         state changes, one JSON object a line
         run_dir/summary.json         the outcome (written at the end, updated per attempt)
-        run_dir/attempt_N/rank_R/    stdout.log, stderr.log, error.json (torch's @record)
+        run_dir/attempt_N/rank_R/    stdout.log, stderr.log, error.json (torch's @record),
+                                     heartbeat (touched by runner.heartbeat())
+        run_dir/timer.fifo           torch FileTimerClient requests (when file timers are on)
     """
 
     run_dir: Path
@@ -41,3 +43,10 @@ class RunPaths:
 
     def error_file(self, attempt: int, rank: int) -> Path:
         return self.rank_dir(attempt, rank) / "error.json"
+
+    def heartbeat(self, attempt: int, rank: int) -> Path:
+        return self.rank_dir(attempt, rank) / "heartbeat"
+
+    @property
+    def timer_fifo(self) -> Path:
+        return self.run_dir / "timer.fifo"

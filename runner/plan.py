@@ -58,18 +58,151 @@ class EntrypointPlan:
         return [self.target, *self.args]
 
 
+class BackoffKind(str, enum.Enum):
+    NONE = "none"
+    FIXED = "fixed"
+    EXPONENTIAL = "exponential"
+
+
+@dataclass(frozen=True)
+class BackoffPlan:
+    """The wait before restart n (1-based): fixed `initial_s`, or `initial_s * multiplier**(n-1)`
+    capped at `max_s`; `jitter` spreads it by up to that fraction either way."""
+
+    kind: BackoffKind = BackoffKind.NONE
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    multiplier: float = 2.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", _enum(BackoffKind, self.kind, "restart.backoff.kind"))
+        _non_negative("restart.backoff.initial_s", self.initial_s)
+        _non_negative("restart.backoff.max_s", self.max_s)
+        if self.multiplier < 1:
+            raise ConfigError("restart.backoff.multiplier", f"is {self.multiplier}", "use 1 or more")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError("restart.backoff.jitter", f"is {self.jitter}", "use a fraction from 0 to 1")
+
+
+class RuleAction(str, enum.Enum):
+    RESTART = "restart"  # restart, spending one restart of the budget
+    ALWAYS = "always"  # restart without spending budget (the crash-loop guard still applies)
+    GIVE_UP = "give_up"  # do not restart: the failure would only repeat
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """What to do when the root-cause rank ended a certain way. A rule matches when any of its
+    lists names the exit code, the signal (e.g. SIGKILL) or the watchdog reason."""
+
+    action: RuleAction
+    exit_codes: tuple[int, ...] = ()
+    signals: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", _enum(RuleAction, self.action, "restart.rules.action"))
+        object.__setattr__(self, "exit_codes", tuple(int(c) for c in self.exit_codes))
+        object.__setattr__(self, "signals", tuple(_signal_name(s) for s in self.signals))
+        object.__setattr__(self, "reasons", tuple(str(r) for r in self.reasons))
+        if not (self.exit_codes or self.signals or self.reasons):
+            raise ConfigError("restart.rules", "has a rule that matches nothing",
+                              "give exit_codes, signals or reasons")
+
+
 @dataclass(frozen=True)
 class RestartPlan:
-    """When the group is restarted, and how long a stop may take."""
+    """When the group is restarted, after how long, and how long a stop may take.
+
+    max_restarts: the budget. reset_after_s: an attempt that ran healthy this long gives the
+    whole budget back (0: never). crash_loop_failures/crash_loop_window_s: give up when more
+    than that many failures happen within the window, budget or not (0: off). rules: first
+    match decides; `default` applies when none matches.
+    """
 
     max_restarts: int = 0
     stop_grace_s: float = 10.0
+    backoff: BackoffPlan = field(default_factory=BackoffPlan)
+    rules: tuple[ExitRule, ...] = ()
+    default: RuleAction = RuleAction.RESTART
+    crash_loop_failures: int = 0
+    crash_loop_window_s: float = 300.0
+    reset_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0:
             raise ConfigError("restart.max_restarts", f"is {self.max_restarts}", "use 0 or more")
-        if self.stop_grace_s < 0:
-            raise ConfigError("restart.stop_grace_s", f"is {self.stop_grace_s}", "use 0 or more")
+        _non_negative("restart.stop_grace_s", self.stop_grace_s)
+        _non_negative("restart.crash_loop_failures", self.crash_loop_failures)
+        _non_negative("restart.crash_loop_window_s", self.crash_loop_window_s)
+        _non_negative("restart.reset_after_s", self.reset_after_s)
+        if isinstance(self.backoff, Mapping):
+            object.__setattr__(self, "backoff", BackoffPlan(**self.backoff))
+        object.__setattr__(self, "rules", tuple(
+            ExitRule(**r) if isinstance(r, Mapping) else r for r in self.rules))
+        object.__setattr__(self, "default", _enum(RuleAction, self.default, "restart.default"))
+
+
+def _non_negative(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(key, f"is {value}", "use 0 or more")
+
+
+def _enum(kind: type[enum.Enum], value: Any, key: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(str(m.value) for m in kind)
+        raise ConfigError(key, f"is `{value}`", f"use one of: {choices}") from None
+
+
+def _signal_name(value: str | int) -> str:
+    """SIGKILL, KILL, kill or 9 all mean SIGKILL."""
+    import signal as _signal
+
+    text = str(value).upper()
+    try:
+        return _signal.Signals(int(text)).name
+    except ValueError:
+        pass
+    name = text if text.startswith("SIG") else f"SIG{text}"
+    if name not in _signal.Signals.__members__:
+        raise ConfigError("restart.rules.signals", f"has unknown signal `{value}`", "use a name like SIGKILL")
+    return name
+
+
+@dataclass(frozen=True)
+class HealthPlan:
+    """Watchdogs; 0 disables each. A tripped watchdog fails the rank with its own reason.
+
+    heartbeat_timeout_s: a rank that called `runner.heartbeat()` and then stays silent this long
+        is hung (torch FileTimerClient timers are always honoured).
+    stall_timeout_s: a rank whose process tree used no CPU and wrote no output this long is
+        stalled (no code changes needed).
+    memory_limit_mb: RSS of a rank's whole process tree above this fails it, before the kernel's
+        OOM killer takes the node down.
+    file_timer: serve torch's FileTimerClient (TORCHELASTIC_TIMER_FILE); also on when the agent's
+        environment has TORCHELASTIC_ENABLE_FILE_TIMER=1, as with torchrun.
+    interval_s: how often trees are sampled.
+    """
+
+    heartbeat_timeout_s: float = 0.0
+    stall_timeout_s: float = 0.0
+    memory_limit_mb: float = 0.0
+    file_timer: bool = False
+    interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_timeout_s", "stall_timeout_s", "memory_limit_mb"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"health.{name}", f"is {getattr(self, name)}", "use 0 (off) or more")
+        if self.interval_s <= 0:
+            raise ConfigError("health.interval_s", f"is {self.interval_s}", "use a positive number")
+
+    @property
+    def samples_trees(self) -> bool:
+        return self.stall_timeout_s > 0 or self.memory_limit_mb > 0
 
 
 @dataclass(frozen=True)
@@ -137,6 +270,7 @@ class JobPlan:
     cwd: str | None = None
     restart: RestartPlan = field(default_factory=RestartPlan)
     logs: LogsPlan = field(default_factory=LogsPlan)
+    health: HealthPlan = field(default_factory=HealthPlan)
     rdzv: RdzvPlan = field(default_factory=RdzvPlan)
     master_addr: str = "localhost"
     # One entry per local rank: that rank's CUDA_VISIBLE_DEVICES. Empty: leave devices alone.
@@ -168,7 +302,8 @@ class JobPlan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobPlan:
         data = {k: v for k, v in data.items() if k != "version"}
-        nested = {"entrypoint": EntrypointPlan, "restart": RestartPlan, "logs": LogsPlan, "rdzv": RdzvPlan}
+        nested = {"entrypoint": EntrypointPlan, "restart": RestartPlan, "logs": LogsPlan,
+                  "health": HealthPlan, "rdzv": RdzvPlan}
         for key, sub in nested.items():
             if key in data:
                 data[key] = sub(**data[key])

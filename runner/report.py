@@ -43,11 +43,11 @@ def failure_report(result: RunResult, elapsed_s: float) -> str:
 
 
 def _cause_lines(cause: Failure) -> list[str]:
-    lines = [
-        f"  root cause: rank {cause.rank} (local rank {cause.local_rank}), attempt {cause.attempt}: "
-        f"{cause.exit.describe()}",
-    ]
-    if cause.message and cause.message != cause.exit.describe():
+    how = cause.exit.describe()
+    if cause.reason != "exit":
+        how = f"{cause.reason}: {cause.message} (then stopped: {how})"
+    lines = [f"  root cause: rank {cause.rank} (local rank {cause.local_rank}), attempt {cause.attempt}: {how}"]
+    if cause.reason == "exit" and cause.message and cause.message != cause.exit.describe():
         lines.append(f"  message:   {cause.message}")
     if cause.traceback:
         lines.append("  traceback (from the error file):")

@@ -38,7 +38,7 @@ class SignalInbox:
 
     def drain(self) -> list[int]:
         """Signal numbers received since the last call, in order."""
-        received = []
+        received: list[int] = []
         while True:
             try:
                 data = self._recv.recv(512)

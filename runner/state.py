@@ -73,6 +73,8 @@ class ExitInfo:
     def describe(self) -> str:
         if self.signal:
             return f"killed by {self.signal_name}"
+        if self.exit_code is None:
+            return "did not exit (stuck in uninterruptible sleep?)"
         return f"exited {self.exit_code}"
 
 
@@ -93,6 +95,8 @@ class Failure:
     time: float
     exit: ExitInfo
     message: str = ""
+    # "exit" when the rank ended by itself; a watchdog's reason (runner.health) when stopped by one.
+    reason: str = "exit"
     traceback: str = ""
     stderr_tail: list[str] = field(default_factory=list)
     stdout_log: str = ""
@@ -107,6 +111,7 @@ class Failure:
             "time": self.time,
             "exit_code": self.exit.exit_code,
             "signal": self.exit.signal_name,
+            "reason": self.reason,
             "message": self.message,
             "traceback": self.traceback,
             "stderr_tail": self.stderr_tail,

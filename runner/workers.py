@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import logs, processes
-from runner.env import AttemptContext, RankLayout, worker_env
+from runner.env import SINGLE_NODE, AttemptContext, RankLayout, worker_env
+from runner.health import Verdict, WatchedRank
 from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.state import ExitInfo, Failure, WorkerResult, WorkerState
@@ -38,6 +39,8 @@ class Worker:
     start: float | None = None
     end: float | None = None
     exit: ExitInfo | None = None
+    # Set when a watchdog condemned this rank: it ends FAILED with this reason, not STOPPED.
+    verdict: Verdict | None = None
 
     @property
     def pid(self) -> int | None:
@@ -52,14 +55,16 @@ class Worker:
 
     def failure(self) -> Failure:
         """What to tell the user about this rank's failure (call once it has ended)."""
-        assert self.exit is not None
+        exit_info = self.exit or ExitInfo(exit_code=None)
         error_file = self.paths.error_file(self.attempt, self.rank)
         message, traceback = read_error_file(error_file)
         stderr_tail = logs.tail(self.paths.stderr(self.attempt, self.rank))
+        verdict = self.verdict
         return Failure(
             rank=self.rank, local_rank=self.local_rank, attempt=self.attempt,
-            time=self.end or time.time(), exit=self.exit,
-            message=message or self.exit.describe(), traceback=traceback, stderr_tail=stderr_tail,
+            time=verdict.time if verdict else (self.end or time.time()), exit=exit_info,
+            message=verdict.message if verdict else (message or exit_info.describe()),
+            reason=verdict.reason if verdict else "exit", traceback=traceback, stderr_tail=stderr_tail,
             stdout_log=str(self.paths.stdout(self.attempt, self.rank)),
             stderr_log=str(self.paths.stderr(self.attempt, self.rank)),
             error_file=str(error_file) if error_file.exists() else "",
@@ -84,7 +89,7 @@ class WorkerGroup:
 
     def __init__(
         self, plan: JobPlan, paths: RunPaths, attempt: int,
-        layout: RankLayout = RankLayout(), observer: StateObserver | None = None,
+        layout: RankLayout = SINGLE_NODE, observer: StateObserver | None = None,
     ) -> None:
         self.plan = plan
         self.paths = paths
@@ -105,7 +110,8 @@ class WorkerGroup:
             rank_dir = self.paths.rank_dir(self.attempt, worker.rank)
             rank_dir.mkdir(parents=True, exist_ok=True)
             env = worker_env(self.plan, worker.local_rank, ctx,
-                             str(self.paths.error_file(self.attempt, worker.rank)), base_env, self.layout)
+                             str(self.paths.error_file(self.attempt, worker.rank)), base_env, self.layout,
+                             heartbeat_file=str(self.paths.heartbeat(self.attempt, worker.rank)))
             worker.process = processes.spawn(argv, env, self.plan.cwd)
             worker.start = time.time()
             worker.streams = self._streams(worker)
@@ -136,17 +142,38 @@ class WorkerGroup:
             stream.pump()
         worker.end = time.time()
         worker.exit = ExitInfo.from_returncode(returncode)
-        if worker.exit.ok:
+        if worker.exit.ok and worker.verdict is None:
             self._set(worker, WorkerState.SUCCEEDED)
+        elif worker.verdict is not None:
+            self._set(worker, WorkerState.FAILED)
         elif stopping:
             self._set(worker, WorkerState.STOPPED)
         else:
             self._set(worker, WorkerState.FAILED)
 
     def abandon(self, worker: Worker) -> None:
-        """A rank that would not die even to SIGKILL: record it as STOPPED, stop waiting."""
+        """A rank that would not die even to SIGKILL: stop waiting (FAILED if condemned)."""
         worker.end = time.time()
-        self._set(worker, WorkerState.STOPPED)
+        self._set(worker, WorkerState.FAILED if worker.verdict else WorkerState.STOPPED)
+
+    def condemned(self) -> list[Worker]:
+        return [w for w in self.workers if w.verdict is not None]
+
+    def condemn(self, verdicts: list[Verdict]) -> None:
+        """HEALTHY -> UNHEALTHY for each rank a watchdog found wanting; it will end FAILED."""
+        for verdict in verdicts:
+            worker = self.workers[verdict.rank - self.layout.rank_offset]
+            if worker.running and worker.verdict is None:
+                worker.verdict = verdict
+                self._set(worker, WorkerState.UNHEALTHY)
+
+    def watched(self) -> list[WatchedRank]:
+        """What the health monitor needs of each running rank."""
+        return [
+            WatchedRank(w.rank, w.pid, str(self.paths.heartbeat(self.attempt, w.rank)),
+                        max(s.last_activity for s in w.streams))
+            for w in self.running() if w.pid is not None
+        ]
 
     def running(self) -> list[Worker]:
         return [w for w in self.workers if w.running]

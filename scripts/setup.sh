@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for erun: a virtual environment in .venv with torch (CPU) and erun.
+# Idempotent and quick when already done. Sourced or run by scripts/test.sh, scripts/example.sh
+# and .ci/run.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  echo "setup: installing torch==2.13.0 (CPU)" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+fi
+stamp=".venv/.erun-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing erun and its test tools" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check -e ".[test]"
+  touch "$stamp"
+fi
