@@ -1,16 +1,19 @@
 """The agent: launch this node's workers, watch them, stop and restart the group.
 
 One thread, one event loop. The selector watches a pidfd per worker (readable the moment it
-exits), each worker's stdout and stderr pipes, and the signal inbox; nothing polls. The agent
-never imports torch on a single node.
+exits), each worker's stdout and stderr pipes, the signal inbox and torch's file-timer FIFO;
+nothing polls, except the health watchdogs and the rendezvous on their own intervals. The
+agent never imports torch on a single node.
 
 Job flow (one attempt after the other):
 
-    attempt N: start group ──all ranks exit 0──> SUCCEEDED (exit 0)
-                    │
-                    ├──a rank fails──> stop the others ──policy: restart──> attempt N+1
-                    │                                   └─policy: give up──> FAILED (exit 1)
-                    └──SIGINT/SIGTERM/SIGHUP──> stop all ──> INTERRUPTED (exit 128+N)
+    next_round ──> attempt N: start group ──all ranks exit 0──> SUCCEEDED (exit 0)
+                        │
+                        ├──a rank fails / a watchdog trips──> stop the group
+                        │        └──policy: restart (after its backoff)──> next_round
+                        │        └──policy: give up──> FAILED (exit 1)
+                        ├──nodes wait to join──> stop the group ──> next_round (no restart spent)
+                        └──SIGINT/SIGTERM/SIGHUP──> stop the group ──> INTERRUPTED (exit 128+N)
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import json
 import selectors
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -26,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import record, report, restart
-from runner.env import SINGLE_NODE, AttemptContext, RankLayout, file_timers_enabled, omp_default
-from runner.errors import ExitStatus
+from runner.env import AttemptContext, file_timers_enabled, omp_default
+from runner.errors import ConfigError, ExitStatus
 from runner.filetimer import FileTimerServer
 from runner.guard import OrphanGuard
 from runner.health import HealthMonitor
 from runner.logs import OutputStream
+from runner.membership import Membership, Round, membership_for
 from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
@@ -45,10 +48,12 @@ KILL_WAIT_S = 5.0
 
 @dataclass
 class AttemptOutcome:
-    """How one attempt ended: all succeeded, a rank failed, or a stop signal arrived."""
+    """How one attempt ended: all succeeded, a rank failed, the membership changed, or a stop
+    signal arrived."""
 
     result: AttemptResult
     signal: int | None = None
+    regroup: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -58,9 +63,9 @@ class AttemptOutcome:
 class Agent:
     """Runs a `JobPlan` on this node: `Agent(plan).run()` returns a `RunResult`."""
 
-    def __init__(self, plan: JobPlan, layout: RankLayout = SINGLE_NODE) -> None:
+    def __init__(self, plan: JobPlan, membership: Membership | None = None) -> None:
         self.plan = plan
-        self.layout = layout
+        self.membership = membership or membership_for(plan)
         self.token = uuid.uuid4().hex
         self.history: list[AttemptResult] = []
         self._selector = selectors.DefaultSelector()
@@ -69,6 +74,8 @@ class Agent:
         self._events: record.EventLog | None = None
         self._guard: OrphanGuard | None = None
         self._timers: FileTimerServer | None = None
+        # A stop signal that arrived while a failed group was being stopped: it ends the job.
+        self._interrupt: int | None = None
 
     # -- the job ---------------------------------------------------------------------------
 
@@ -76,7 +83,19 @@ class Agent:
         started = time.time()
         self._paths = record.open_run_dir(self.plan)
         self._events = record.EventLog(self._paths.events)
-        # Handlers and the guard exist before the first worker does.
+        result = self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
+        try:
+            result = self._supervised_run()
+        finally:
+            record.write_summary(self._paths, result)
+            self._events.write("job_end", state=result.state.value, exit_code=result.exit_code)
+            self._events.close()
+        print(report.render(result, time.time() - started), file=sys.stderr, flush=True)
+        return result
+
+    def _supervised_run(self) -> RunResult:
+        """Handlers and the guard exist before the first worker does, and outlive the last."""
+        assert self._paths is not None
         self._inbox.install()
         self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
         self._guard = OrphanGuard(self.token)
@@ -84,41 +103,44 @@ class Agent:
             self._timers = FileTimerServer(self._paths.timer_fifo)
             self._selector.register(self._timers.fileno(), selectors.EVENT_READ, self._timers)
         try:
-            result = self._run_attempts()
+            return self._run_attempts()
         finally:
             if self._timers is not None:
                 self._timers.close()
             self._guard.close()
             self._inbox.uninstall()
             self._selector.close()
-        record.write_summary(self._paths, result)
-        self._events.write("job_end", state=result.state.value, exit_code=result.exit_code)
-        self._events.close()
-        print(report.render(result, time.time() - started), file=sys.stderr, flush=True)
-        return result
 
     def _run_attempts(self) -> RunResult:
         base_env = base_environment()
         self._announce(base_env)
-        attempt = 0
+        restart_count = 0
         while True:
-            outcome = self._run_attempt(attempt, base_env)
+            group_round = self.membership.next_round(restart_count)
+            restart_count = group_round.restart_count
+            outcome = self._run_attempt(len(self.history), group_round, base_env)
             self.history.append(outcome.result)
             assert self._paths is not None
             record.write_summary(self._paths, self._result(JobState.RUNNING, ExitStatus.SUCCESS))
-            if outcome.succeeded:
-                return self._result(JobState.SUCCEEDED, ExitStatus.SUCCESS)
             if outcome.signal is not None:
+                self.membership.leave()
                 return self._interrupted(outcome.signal)
-            decision = self._decide(outcome, attempt + 1)
+            if outcome.regroup:
+                continue
+            if outcome.succeeded:
+                self.membership.finish(succeeded=True)
+                return self._result(JobState.SUCCEEDED, ExitStatus.SUCCESS)
+            decision = self._decide(outcome, restart_count + 1)
             if not decision.restart:
+                self.membership.finish(succeeded=False)
                 return self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
             signum = self._pause(decision.delay_s)
             if signum is not None:
+                self.membership.leave()
                 return self._interrupted(signum)
-            attempt += 1
+            restart_count += 1
 
-    def _decide(self, outcome: AttemptOutcome, next_attempt: int) -> restart.RestartDecision:
+    def _decide(self, outcome: AttemptOutcome, next_restart: int) -> restart.RestartDecision:
         decision = restart.decide(self.plan.restart, self.history)
         cause = report.root_cause(outcome.result.failures)
         what = "the group failed"
@@ -127,7 +149,7 @@ class Agent:
                 f"rank {cause.rank}: {cause.message}")
         if decision.restart:
             wait = f"in {decision.delay_s:.1f} s" if decision.delay_s else "now"
-            verb = f"restarting {wait}, attempt {next_attempt}"
+            verb = f"restarting {wait}, restart {next_restart}"
         else:
             verb = "giving up"
         self._note(f"{what}; {verb} ({decision.reason})", decision="restart" if decision.restart else "stop",
@@ -167,51 +189,68 @@ class Agent:
 
     # -- one attempt -----------------------------------------------------------------------
 
-    def _run_attempt(self, attempt: int, base_env: dict[str, str]) -> AttemptOutcome:
+    def _run_attempt(self, attempt: int, group_round: Round, base_env: dict[str, str]) -> AttemptOutcome:
         assert self._paths is not None
         timer_file = None
         if self._timers is not None:
             self._timers.clear()
             timer_file = str(self._timers.path)
-        ctx = AttemptContext(attempt, self.plan.master_addr, free_port(), self.token, timer_file)
-        group = WorkerGroup(self.plan, self._paths, attempt, self.layout, self._worker_changed)
-        result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time())
-        self._event("group_state", attempt=attempt, state=WorkerState.INIT.value, master_port=ctx.master_port)
+        ctx = AttemptContext(group_round.restart_count, group_round.master_addr, group_round.master_port,
+                             self.token, timer_file)
+        group = WorkerGroup(self.plan, self._paths, attempt, group_round.layout, self._worker_changed)
+        result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time(),
+                               restart_count=group_round.restart_count, nodes=group_round.nodes)
+        self._event("group_state", attempt=attempt, state=WorkerState.INIT.value, master_port=ctx.master_port,
+                    restart_count=group_round.restart_count, nodes=group_round.nodes,
+                    group_rank=group_round.layout.group_rank)
         try:
             group.start(ctx, base_env, self._watch)
         except Exception:
             self._stop(group, result, signal.SIGKILL, 0.0)
             raise
         self._event("group_state", attempt=attempt, state=WorkerState.HEALTHY.value)
-        signum = self._supervise(group, result)
+        outcome = self._supervise(group, result)
         result.workers = [w.result() for w in group.workers]
         result.end = time.time()
         self._event("group_state", attempt=attempt, state=result.state.value)
-        return AttemptOutcome(result, signum)
+        return outcome
 
-    def _supervise(self, group: WorkerGroup, result: AttemptResult) -> int | None:
-        """Wait for the group to finish, fail, or be interrupted; leave nothing running."""
+    def _supervise(self, group: WorkerGroup, result: AttemptResult) -> AttemptOutcome:
+        """Wait for the group to finish, fail, regroup or be interrupted; leave nothing running."""
         monitor = HealthMonitor(self.plan.health, self._timers)
+        next_poll = self._next_membership_poll()
+        grace = self.plan.restart.stop_grace_s
         while True:
-            signums = self._wait(group, deadline=monitor.next_due(), stopping=False)
+            signums = self._wait(group, deadline=_earliest(monitor.next_due(), next_poll), stopping=False)
             stop = next((s for s in signums if s in STOP_SIGNALS), None)
             if stop is not None:
                 self._note(f"received {signal.Signals(stop).name}; stopping {len(group.running())} workers")
-                self._stop(group, result, stop, self.plan.restart.stop_grace_s)
+                self._stop(group, result, stop, grace)
                 result.state = WorkerState.STOPPED
-                return stop
+                return AttemptOutcome(result, stop)
             self._forward(group, signums)
             self._check_health(group, monitor)
             if group.failed() or group.condemned():
                 group.state = WorkerState.UNHEALTHY  # HEALTHY -> UNHEALTHY -> FAILED
-                self._stop(group, result, signal.SIGTERM, self.plan.restart.stop_grace_s)
+                self._stop(group, result, signal.SIGTERM, grace)
                 result.failures = [w.failure() for w in group.failed()]
                 result.state = group.state = WorkerState.FAILED
-                return None
+                return AttemptOutcome(result, self._interrupt)
             if group.all_succeeded():
                 self._stop(group, result, signal.SIGTERM, 0.0)  # sweeps leftover children
                 result.state = group.state = WorkerState.SUCCEEDED
-                return None
+                return AttemptOutcome(result)
+            if next_poll is not None and time.monotonic() >= next_poll:
+                next_poll = self._next_membership_poll()
+                if self.membership.changed():
+                    self._note("nodes are waiting to join; re-forming the group (no restart spent)")
+                    self._stop(group, result, signal.SIGTERM, grace)
+                    result.state = group.state = WorkerState.STOPPED
+                    return AttemptOutcome(result, self._interrupt, regroup=True)
+
+    def _next_membership_poll(self) -> float | None:
+        interval = self.membership.poll_interval_s
+        return None if interval is None else time.monotonic() + interval
 
     def _check_health(self, group: WorkerGroup, monitor: HealthMonitor) -> None:
         if not monitor.active:
@@ -238,12 +277,15 @@ class Agent:
             self._event("stop", attempt=group.attempt, signal=signal.Signals(signum).name,
                         ranks=[w.rank for w in running], grace_s=grace_s)
             group.signal(signum)
-            self._wait_until_ended(group, time.monotonic() + grace_s)
+            began = time.monotonic()
+            self._wait_until_ended(group, began + grace_s)
+            waited = time.monotonic() - began
         stubborn = group.running()
         if stubborn:
             result.killed_after_grace = [w.rank for w in stubborn]
             self._note(f"rank(s) {', '.join(str(w.rank) for w in stubborn)} still running after "
-                       f"{grace_s:g} s grace; sending SIGKILL", ranks=result.killed_after_grace)
+                       f"{waited:.1f} s of the {grace_s:g} s grace; sending SIGKILL",
+                       ranks=result.killed_after_grace)
             group.signal(signal.SIGKILL)
             self._wait_until_ended(group, time.monotonic() + KILL_WAIT_S)
         for worker in group.running():  # RUNNING -> STOPPED without an exit status
@@ -258,7 +300,9 @@ class Agent:
     def _wait_until_ended(self, group: WorkerGroup, deadline: float) -> None:
         while group.running() and time.monotonic() < deadline:
             signums = self._wait(group, deadline, stopping=True)
-            if any(s in STOP_SIGNALS for s in signums):
+            stop = next((s for s in signums if s in STOP_SIGNALS), None)
+            if stop is not None:
+                self._interrupt = self._interrupt or stop  # no restart after this attempt
                 deadline = time.monotonic()  # impatient user: go straight to SIGKILL
             self._forward(group, signums)
 
@@ -322,11 +366,8 @@ class Agent:
             self._events.note(message, **fields)
 
 
-def free_port(host: str = "") -> int:
-    """A port nobody listens on now; every attempt gets a new one, so no stale store keys."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def _earliest(*times: float | None) -> float | None:
+    return min((t for t in times if t is not None), default=None)
 
 
 def run_plan_file(path: str) -> int:
@@ -334,8 +375,6 @@ def run_plan_file(path: str) -> int:
     try:
         data = json.loads(Path(path).read_text())
     except OSError as e:
-        from runner.errors import ConfigError
         raise ConfigError(None, f"cannot read plan file {path}: {e.strerror}", "check the path") from None
     plan = JobPlan.from_dict(data)
     return Agent(plan).run().exit_code
-

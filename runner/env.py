@@ -41,7 +41,7 @@ SINGLE_NODE = RankLayout()
 class AttemptContext:
     """What changes from one attempt to the next."""
 
-    attempt: int
+    restart_count: int  # TORCHELASTIC_RESTART_COUNT: the job's, the same on every node
     master_addr: str
     master_port: int
     token: str
@@ -98,7 +98,7 @@ def worker_env(
         "ROLE_WORLD_SIZE": str(layout.role_world_size or world),
         "MASTER_ADDR": ctx.master_addr,
         "MASTER_PORT": str(ctx.master_port),
-        "TORCHELASTIC_RESTART_COUNT": str(ctx.attempt),
+        "TORCHELASTIC_RESTART_COUNT": str(ctx.restart_count),
         "TORCHELASTIC_MAX_RESTARTS": str(plan.restart.max_restarts),
         "TORCHELASTIC_RUN_ID": plan.run_id,
         # Workers' rank 0 hosts the store on a fresh port each attempt: no stale keys.

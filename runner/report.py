@@ -46,7 +46,8 @@ def _cause_lines(cause: Failure) -> list[str]:
     how = cause.exit.describe()
     if cause.reason != "exit":
         how = f"{cause.reason}: {cause.message} (then stopped: {how})"
-    lines = [f"  root cause: rank {cause.rank} (local rank {cause.local_rank}), attempt {cause.attempt}: {how}"]
+    where = f"rank {cause.rank} (local rank {cause.local_rank}), attempt {cause.attempt}"
+    lines = [f"  root cause: {where}: {how}"]
     if cause.reason == "exit" and cause.message and cause.message != cause.exit.describe():
         lines.append(f"  message:   {cause.message}")
     if cause.traceback:

@@ -154,6 +154,10 @@ class AttemptResult:
     start: float
     end: float | None = None
     state: WorkerState = WorkerState.INIT
+    # TORCHELASTIC_RESTART_COUNT of this attempt: the job's restart count, shared by all nodes
+    # (an attempt that re-forms the group for a joining node does not spend a restart).
+    restart_count: int = 0
+    nodes: int = 1
     workers: list[WorkerResult] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     # Ranks that ignored SIGTERM and had to be SIGKILLed after the grace.
@@ -163,6 +167,8 @@ class AttemptResult:
         return {
             "attempt": self.attempt,
             "master_port": self.master_port,
+            "restart_count": self.restart_count,
+            "nodes": self.nodes,
             "start": self.start,
             "end": self.end,
             "state": self.state.value,

@@ -1,0 +1,19 @@
+"""fail_once.py MARKER_DIR [RANK]: on attempt 0 that rank (default 1) exits 1 once every rank
+is ready, while the others hang; on later attempts every rank exits 0 at once."""
+
+import sys
+
+from _common import attempt, hang, rank, ready, wait_all_ready
+
+marker_dir = sys.argv[1]
+failing = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+print(f"attempt {attempt()} rank {rank()} stdout", flush=True)
+print(f"attempt {attempt()} rank {rank()} stderr", file=sys.stderr, flush=True)
+if attempt() > 0:
+    sys.exit(0)
+ready(marker_dir)
+if rank() != failing:
+    hang()
+wait_all_ready(marker_dir)
+print("failing on purpose", file=sys.stderr, flush=True)
+sys.exit(1)
