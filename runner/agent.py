@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import record, report, restart
+from runner.console import Console, wants_panel
 from runner.env import AttemptContext, file_timers_enabled, omp_default
 from runner.errors import ConfigError, ExitStatus
 from runner.filetimer import FileTimerServer
@@ -35,6 +36,7 @@ from runner.guard import OrphanGuard
 from runner.health import HealthMonitor
 from runner.logs import OutputStream
 from runner.membership import Membership, Round, membership_for
+from runner.panel import PanelSampler
 from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
@@ -44,6 +46,7 @@ from runner.workers import Worker, WorkerGroup, base_environment
 # After SIGKILL, how long to wait for the kernel to reap a rank (a rank stuck in
 # uninterruptible sleep may never go): stopping is always bounded in time.
 KILL_WAIT_S = 5.0
+PANEL_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -76,13 +79,16 @@ class Agent:
         self._timers: FileTimerServer | None = None
         # A stop signal that arrived while a failed group was being stopped: it ends the job.
         self._interrupt: int | None = None
+        self.console = Console(panel=wants_panel(plan.logs.panel))
+        self._panel: PanelSampler | None = None
+        self._started = time.time()
 
     # -- the job ---------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        started = time.time()
+        started = self._started = time.time()
         self._paths = record.open_run_dir(self.plan)
-        self._events = record.EventLog(self._paths.events)
+        self._events = record.EventLog(self._paths.events, self.console)
         result = self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
         try:
             result = self._supervised_run()
@@ -90,6 +96,7 @@ class Agent:
             record.write_summary(self._paths, result)
             self._events.write("job_end", state=result.state.value, exit_code=result.exit_code)
             self._events.close()
+            self.console.close()
         print(report.render(result, time.time() - started), file=sys.stderr, flush=True)
         return result
 
@@ -197,7 +204,8 @@ class Agent:
             timer_file = str(self._timers.path)
         ctx = AttemptContext(group_round.restart_count, group_round.master_addr, group_round.master_port,
                              self.token, timer_file)
-        group = WorkerGroup(self.plan, self._paths, attempt, group_round.layout, self._worker_changed)
+        group = WorkerGroup(self.plan, self._paths, attempt, group_round.layout, self._worker_changed,
+                            self.console)
         result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time(),
                                restart_count=group_round.restart_count, nodes=group_round.nodes)
         self._event("group_state", attempt=attempt, state=WorkerState.INIT.value, master_port=ctx.master_port,
@@ -220,8 +228,12 @@ class Agent:
         monitor = HealthMonitor(self.plan.health, self._timers)
         next_poll = self._next_membership_poll()
         grace = self.plan.restart.stop_grace_s
+        next_panel = self._refresh_panel(group, result)
         while True:
-            signums = self._wait(group, deadline=_earliest(monitor.next_due(), next_poll), stopping=False)
+            deadline = _earliest(monitor.next_due(), next_poll, next_panel)
+            signums = self._wait(group, deadline=deadline, stopping=False)
+            if next_panel is not None and time.monotonic() >= next_panel:
+                next_panel = self._refresh_panel(group, result)
             stop = next((s for s in signums if s in STOP_SIGNALS), None)
             if stop is not None:
                 self._note(f"received {signal.Signals(stop).name}; stopping {len(group.running())} workers")
@@ -247,6 +259,15 @@ class Agent:
                     self._stop(group, result, signal.SIGTERM, grace)
                     result.state = group.state = WorkerState.STOPPED
                     return AttemptOutcome(result, self._interrupt, regroup=True)
+
+    def _refresh_panel(self, group: WorkerGroup, result: AttemptResult) -> float | None:
+        """Redraw the live status panel (terminals only); returns when to redraw next."""
+        if not self.console.panel_enabled:
+            return None
+        self._panel = self._panel or PanelSampler()
+        self.console.panel(self._panel.rows(group, self._started, result.restart_count,
+                                            self.plan.restart.max_restarts))
+        return time.monotonic() + PANEL_INTERVAL_S
 
     def _next_membership_poll(self) -> float | None:
         interval = self.membership.poll_interval_s

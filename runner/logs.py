@@ -2,29 +2,33 @@
 
 The agent reads each worker's stdout and stderr pipes in its event loop (`pump`), writes the
 bytes to attempt_N/rank_R/{stdout,stderr}.log unchanged, and copies whole lines to its own
-stdout/stderr prefixed with the rank (`[3]:`), if the plan shows that rank on the console.
+stdout/stderr (through the `Console`) prefixed with the rank (`[3]:`), if the plan shows that
+rank on the console.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import TextIO
+
+from runner.console import Console
 
 READ_SIZE = 65536
 
 
 class OutputStream:
-    """One pipe of one worker: drains to a file, and line-wise to a console stream."""
+    """One pipe of one worker: drains to a file, and line-wise to the console (`stream` is
+    "stdout" or "stderr": where on the console its lines go)."""
 
-    def __init__(self, fd: int, path: Path, console: TextIO | None, prefix: bytes) -> None:
+    def __init__(self, fd: int, path: Path, console: Console | None, prefix: bytes,
+                 stream: str = "stdout") -> None:
         self.fd = fd
         self.path = path
         self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._console = console
+        self._stream = stream
         self._prefix = prefix
         self._partial = b""
         self.last_line = b""
@@ -56,12 +60,7 @@ class OutputStream:
     def _write_console(self, lines: list[bytes]) -> None:
         if self._console is None:
             return
-        out = b"".join(self._prefix + line + b"\n" for line in lines)
-        try:
-            self._console.flush()
-            os.write(self._console.fileno(), out)
-        except OSError:  # console closed (`erun ... | head`): the log file still gets everything
-            self._console = None
+        self._console.write(self._stream, b"".join(self._prefix + line + b"\n" for line in lines))
 
     def close(self) -> None:
         """Flush a last unterminated line and close the file (the pipe is the Process's)."""
@@ -78,10 +77,6 @@ class OutputStream:
 def make_prefix(template: str, rank: int, local_rank: int, role: str, attempt: int) -> bytes:
     text = template.format(rank=rank, local_rank=local_rank, role=role, attempt=attempt)
     return (text + " ").encode() if text and not text.endswith(" ") else text.encode()
-
-
-def console_for(stream_name: str) -> TextIO:
-    return sys.stdout if stream_name == "stdout" else sys.stderr
 
 
 def tail(path: Path | str, lines: int = 20, max_bytes: int = 65536) -> list[str]:

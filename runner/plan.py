@@ -210,14 +210,18 @@ class LogsPlan:
     """Console output of the workers. Files always get everything.
 
     `prefix` is a format string with {rank}, {local_rank}, {role} and {attempt};
-    `ranks` limits the console to those global ranks (None: all).
+    `ranks` limits the console to those global ranks (None: all); `panel` shows a live status
+    panel: auto (on a terminal only), on, or off.
     """
 
     prefix: str = "[{rank}]:"
     ranks: tuple[int, ...] | None = None
     console: bool = True
+    panel: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.panel not in ("auto", "on", "off"):
+            raise ConfigError("logs.panel", f"is `{self.panel}`", "use auto, on or off")
         if self.ranks is not None:
             object.__setattr__(self, "ranks", tuple(int(r) for r in self.ranks))
         try:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from runner.console import Console
 from runner.errors import ConfigError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
@@ -22,10 +22,10 @@ from runner.state import RunResult
 class EventLog:
     """Append-only events.jsonl; `note` also tells the person at the console."""
 
-    def __init__(self, path: Path, console: TextIO | None = None) -> None:
+    def __init__(self, path: Path, console: Console | None = None) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._console = console if console is not None else sys.stderr
+        self._console = console or Console()
 
     def write(self, event: str, **fields: Any) -> None:
         line = json.dumps({"time": round(time.time(), 6), "event": event, **fields}, default=str)
@@ -33,8 +33,7 @@ class EventLog:
 
     def note(self, message: str, **fields: Any) -> None:
         self.write("note", message=message, **fields)
-        self._console.write(f"erun: {message}\n")
-        self._console.flush()
+        self._console.note(message)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import logs, processes
+from runner.console import Console
 from runner.env import SINGLE_NODE, AttemptContext, RankLayout, worker_env
 from runner.health import Verdict, WatchedRank
 from runner.paths import RunPaths
@@ -90,7 +91,9 @@ class WorkerGroup:
     def __init__(
         self, plan: JobPlan, paths: RunPaths, attempt: int,
         layout: RankLayout = SINGLE_NODE, observer: StateObserver | None = None,
+        console: Console | None = None,
     ) -> None:
+        self.console = console or Console()
         self.plan = plan
         self.paths = paths
         self.attempt = attempt
@@ -125,7 +128,7 @@ class WorkerGroup:
         prefix = logs.make_prefix(plan.logs.prefix, worker.rank, worker.local_rank, plan.role, self.attempt)
         shown = plan.logs.shows(worker.rank)
         return [
-            logs.OutputStream(fd, path, logs.console_for(name) if shown else None, prefix)
+            logs.OutputStream(fd, path, self.console if shown else None, prefix, name)
             for name, fd, path in (
                 ("stdout", worker.process.stdout_fd, self.paths.stdout(self.attempt, worker.rank)),
                 ("stderr", worker.process.stderr_fd, self.paths.stderr(self.attempt, worker.rank)),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner import logs, record, report
+from runner.console import Console
 from runner.errors import ConfigError, ExitStatus, LaunchError
 from runner.paths import RunPaths
 from runner.plan import EntrypointKind, EntrypointPlan, JobPlan, LogsPlan, RdzvPlan, RestartPlan
@@ -252,7 +253,7 @@ def test_output_stream_files_every_byte_and_prefixes_whole_lines(tmp_path: Path)
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
     with open(tmp_path / "console", "w+") as console:
-        stream = logs.OutputStream(read_fd, tmp_path / "stdout.log", console, b"[1]: ")
+        stream = logs.OutputStream(read_fd, tmp_path / "stdout.log", Console(out=console), b"[1]: ")
         os.write(write_fd, b"one\ntw")
         assert stream.pump()
         os.write(write_fd, b"o\nthree")
@@ -287,7 +288,7 @@ def test_run_dir_is_created_with_the_plan_and_refused_once_it_holds_a_run(tmp_pa
 
 def test_event_log_notes_reach_the_console_and_the_file(tmp_path: Path) -> None:
     with open(tmp_path / "console", "w+") as console:
-        events = record.EventLog(tmp_path / "events.jsonl", console)
+        events = record.EventLog(tmp_path / "events.jsonl", Console(err=console))
         events.write("group_state", attempt=0, state="HEALTHY")
         events.note("hello", rank=1)
         events.close()
