@@ -7,6 +7,7 @@ Errors the user can fix become one line on stderr and exit status 2, mapped here
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -22,6 +23,20 @@ def _run_plan(args: Sequence[str]) -> int:
     return run_plan_file(args[0])
 
 
+def _report(args: Sequence[str]) -> int:
+    """`erun report RUN_DIR [--html PATH]`: summary and an HTML timeline of a run or sweep."""
+    from runner.runreport import main as report_main
+
+    return report_main(args)
+
+
+def _status(args: Sequence[str]) -> int:
+    """`erun status RUN_DIR`: where a run started elsewhere stands now."""
+    from runner.status import main as status_main
+
+    return status_main(args)
+
+
 def _hydra(args: Sequence[str]) -> int:
     from runner.app import main as app_main
 
@@ -29,7 +44,10 @@ def _hydra(args: Sequence[str]) -> int:
 
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    # Each imports its module when called, so `erun` starts fast.
     "run-plan": _run_plan,
+    "report": _report,
+    "status": _status,
 }
 
 
@@ -45,3 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.exit_status)
     except KeyboardInterrupt:
         return ExitStatus.for_signal(2)
+    except BrokenPipeError:  # `erun status RUN | head`: the reader has all it wanted
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
