@@ -1,0 +1,78 @@
+"""What this host offers a job: CPUs and visible CUDA devices, found without importing torch.
+
+`HostInfo.detect(environ)` is the only place that looks; the compiler takes a `HostInfo`, so
+`nproc=gpu` is testable anywhere. GPUs are found, in order:
+
+1. `ERUN_FAKE_GPU_COUNT=N` (tests, dry runs on a laptop): N devices, ids 0..N-1;
+2. `CUDA_VISIBLE_DEVICES` when set: its comma-separated entries (ids, GPU-UUIDs or MIG ids),
+   up to the first invalid one as CUDA does; "" or "-1" hides every device;
+3. otherwise the devices the NVIDIA driver lists in /proc/driver/nvidia/gpus, else `nvidia-smi -L`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+FAKE_GPU_VAR = "ERUN_FAKE_GPU_COUNT"
+DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """CPUs this process may run on, and the CUDA devices it sees (as CUDA_VISIBLE_DEVICES ids)."""
+
+    cpus: int
+    gpus: tuple[str, ...]
+    gpu_source: str  # how the GPUs were found, for error messages
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, str]) -> HostInfo:
+        gpus, source = visible_gpus(environ)
+        return cls(cpus=usable_cpus(), gpus=gpus, gpu_source=source)
+
+
+def usable_cpus() -> int:
+    """CPUs in this process's affinity mask (a container's or taskset's limit), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def visible_gpus(environ: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+    fake = environ.get(FAKE_GPU_VAR)
+    if fake is not None and fake.strip().isdigit():
+        return tuple(str(i) for i in range(int(fake))), f"{FAKE_GPU_VAR}={fake}"
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return parse_visible_devices(visible), f"CUDA_VISIBLE_DEVICES={visible!r} hides the rest"
+    count = driver_gpu_count()
+    return tuple(str(i) for i in range(count)), "the NVIDIA driver and nvidia-smi list none"
+
+
+def parse_visible_devices(value: str) -> tuple[str, ...]:
+    """CUDA's reading of CUDA_VISIBLE_DEVICES: entries up to the first invalid one (e.g. -1)."""
+    devices: list[str] = []
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry or entry.startswith("-"):
+            break
+        devices.append(entry)
+    return tuple(devices)
+
+
+def driver_gpu_count() -> int:
+    if DRIVER_GPUS.is_dir():
+        return sum(1 for _ in DRIVER_GPUS.iterdir())
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))

@@ -1,0 +1,69 @@
+"""`erun ... --dry-run`: the compiled plan in words: what would run, on which ranks, with which env.
+
+Reads only the plan (no torch, no processes). `--dry-run=json` prints `JobPlan.to_json()` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from runner.plan import JobPlan
+
+
+def describe(plan: JobPlan) -> str:
+    """A few aligned lines a person can check before starting a job."""
+    lines = [
+        f"erun: dry run of job `{plan.name}`; nothing was started",
+        _row("command", shlex.join(plan.entrypoint.argv())),
+        _row("cwd", plan.cwd or "(erun's working directory)"),
+        _row("workers", _workers(plan)),
+        *_ranks(plan),
+        _row("env", _env(plan)),
+        _row("restart", _restart(plan)),
+        _row("rendezvous", _rdzv(plan)),
+        _row("run dir", plan.run_dir),
+        _row("config", f"ERUN_CONFIG={plan.config_file}" if plan.config_file else "(none)"),
+    ]
+    if plan.params:
+        lines.append(_row("params", "ERUN_PARAMS=" + json.dumps(dict(plan.params), sort_keys=True)))
+    return "\n".join(lines)
+
+
+def _row(label: str, value: str) -> str:
+    return f"  {label + ':':<12}{value}"
+
+
+def _workers(plan: JobPlan) -> str:
+    nodes = plan.rdzv.min_nodes, plan.rdzv.max_nodes
+    where = "this node" if plan.rdzv.single_node else f"each of {nodes[0]}..{nodes[1]} nodes"
+    return f"{plan.nproc} on {where}, role {plan.role}"
+
+
+def _ranks(plan: JobPlan) -> list[str]:
+    """One line per local rank: its rank variables and, with isolate_gpus, its device."""
+    rows = []
+    for local in range(plan.nproc):
+        rank = f"RANK={local}" if plan.rdzv.single_node else "RANK=(set at rendezvous)"
+        device = f" CUDA_VISIBLE_DEVICES={plan.devices[local]}" if plan.devices else ""
+        world = f" WORLD_SIZE={plan.nproc}" if plan.rdzv.single_node else ""
+        rows.append(_row(f"rank {local}", f"LOCAL_RANK={local} {rank}{world}{device}"))
+    return rows
+
+
+def _env(plan: JobPlan) -> str:
+    own = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env.items()))
+    return (own + " " if own else "") + "+ torchrun's worker variables (MASTER_ADDR, MASTER_PORT, ...)"
+
+
+def _restart(plan: JobPlan) -> str:
+    r = plan.restart
+    budget = "never" if r.max_restarts == 0 else f"up to {r.max_restarts} times after a failure"
+    return f"{budget}; stop grace {r.stop_grace_s:g} s"
+
+
+def _rdzv(plan: JobPlan) -> str:
+    r = plan.rdzv
+    if r.backend == "standalone":
+        return "standalone (one node, no rendezvous service)"
+    return f"{r.backend} at {r.endpoint}, id {r.id}, nodes {r.min_nodes}..{r.max_nodes}"

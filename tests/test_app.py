@@ -1,0 +1,237 @@
+"""`erun` end to end with Hydra: job files, dry runs, Hydra's flags, params, multirun, fake GPUs,
+and the shipped examples. Real processes; every test ends with the no-survivor check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO, read_summary, subprocess_env
+from erun_cli import erun, write_recorder_job
+
+pytestmark = pytest.mark.usefixtures("no_survivors")
+
+
+def seen(run_dir: Path, rank: int = 0) -> dict[str, Any]:
+    return json.loads((run_dir / f"seen_{rank}.json").read_text())
+
+
+def dry_plan(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = erun([*args, "--dry-run=json"], cwd, env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# -- job files ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["+job=train.yaml", "+job=train", "job=train.yaml"])
+def test_a_job_file_in_the_working_directory(tmp_path: Path, spelling: str) -> None:
+    write_recorder_job(tmp_path)
+    plan = dry_plan([spelling, "nproc=3"], tmp_path)
+    assert plan["nproc"] == 3 and plan["name"] == "train"
+    assert plan["entrypoint"]["target"] == str(tmp_path / "train.py")
+
+
+def test_a_job_file_in_conf_job_and_anywhere_else(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path / "conf" / "job", "local")
+    assert dry_plan(["+job=local"], tmp_path)["name"] == "local"
+    write_recorder_job(tmp_path / "far" / "away", "remote")
+    plan = dry_plan(["+job=far/away/remote.yaml"], tmp_path)
+    assert plan["entrypoint"]["target"] == str(tmp_path / "far" / "away" / "remote.py")  # next to the file
+
+
+def test_a_local_job_wins_over_a_shipped_one_of_the_same_name(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path, "ddp")
+    assert dry_plan(["+job=ddp"], tmp_path)["entrypoint"]["target"] == str(tmp_path / "ddp.py")
+
+
+def test_shipped_jobs_run_from_any_directory(tmp_path: Path) -> None:
+    plan = dry_plan(["+job=hparams"], tmp_path)
+    assert plan["entrypoint"]["target"] == str(REPO / "examples" / "hparams.py")
+    assert "--lr=0.01" in plan["entrypoint"]["args"]
+
+
+# -- dry run and Hydra's flags -----------------------------------------------------------------
+
+
+def test_dry_run_prints_the_plan_starts_nothing_and_leaves_nothing(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = erun(["+job=train.yaml", "env.FOO=bar", "--dry-run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "dry run of job `train`" in result.stdout
+    assert "rank 1:" in result.stdout and "LOCAL_RANK=1 RANK=1 WORLD_SIZE=2" in result.stdout
+    assert "FOO=bar" in result.stdout and "--lr=0.1" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_dry_run_is_fast_and_does_not_import_torch(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    code = ("import sys; from runner.cli import main; rc = main(['+job=train.yaml', '--dry-run']); "
+            "sys.exit(rc or 10 * ('torch' in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    result = erun(["+job=train.yaml", "nproc=4", "restart=on_failure", "--cfg", "job"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["nproc"] == 4 and cfg["restart"]["max_restarts"] == 3 and cfg["params"] == {"lr": 0.1}
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("flag,text", [("--help", "Presets"), ("--info", "Config search path")])
+def test_hydra_help_and_info(tmp_path: Path, flag: str, text: str) -> None:
+    write_recorder_job(tmp_path)
+    result = erun(["+job=train.yaml", flag], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert text in result.stdout
+    if flag == "--help":
+        assert "erun +job=JOB" in result.stdout and "on_failure" in result.stdout and "c10d" in result.stdout
+
+
+# -- real runs ---------------------------------------------------------------------------------
+
+
+def test_a_run_directory_holds_config_plan_and_record(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    result = erun(["+job=train.yaml", "hydra.run.dir=out", "env.FOO=bar"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    for name in ("job.yaml", "plan.json", "events.jsonl", "summary.json", ".hydra/config.yaml",
+                 ".hydra/overrides.yaml", "attempt_0/rank_1/stdout.log"):
+        assert (out / name).exists(), name
+    hydra_cfg = yaml.safe_load((out / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    assert hydra_cfg["runtime"]["choices"]["job@_global_"] == "train"  # recorded without the suffix
+    rank1 = seen(out, 1)
+    assert rank1["ERUN_CONFIG"] == str(out / "job.yaml") and rank1["ERUN_RUN_DIR"] == str(out)
+    assert yaml.safe_load(rank1["config"])["env"] == {"FOO": "bar"}  # the resolved job config
+    assert rank1["FOO"] == "bar" and rank1["WORLD_SIZE"] == "2"
+    assert read_summary(out)["state"].lower() == "succeeded"
+
+
+def test_params_reach_the_script(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    args = ["+job=train.yaml", "hydra.run.dir=out", "params.lr=1e-3", "params.opt.name=adam"]
+    result = erun(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    rank0 = seen(tmp_path / "out")
+    assert rank0["argv"] == ["--lr=0.001", "--opt.name=adam"]
+    assert json.loads(rank0["ERUN_PARAMS"]) == {"lr": 0.001, "opt": {"name": "adam"}}
+
+
+def test_multirun_gives_each_point_its_own_directory(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    result = erun(["-m", "+job=train.yaml", "params.lr=0.1,0.2", "hydra.sweep.dir=sweep"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    lrs = [json.loads(seen(tmp_path / "sweep" / str(i))["ERUN_PARAMS"])["lr"] for i in (0, 1)]
+    assert lrs == [0.1, 0.2]
+    assert read_summary(tmp_path / "sweep" / "1")["state"].lower() == "succeeded"
+
+
+def test_multirun_fails_when_any_point_fails(tmp_path: Path) -> None:
+    (tmp_path / "exit.py").write_text("import sys\nsys.exit(int(sys.argv[1].split('=')[1]))\n")
+    (tmp_path / "exit.yaml").write_text("entrypoint: exit.py\nparams:\n  code: 0\n")
+    result = erun(["-m", "+job=exit", "params.code=0,3", "hydra.sweep.dir=sweep"], tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert read_summary(tmp_path / "sweep" / "0")["state"].lower() == "succeeded"
+    assert read_summary(tmp_path / "sweep" / "1")["state"].lower() == "failed"
+
+
+def test_nproc_gpu_with_faked_devices(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    fake = {"ERUN_FAKE_GPU_COUNT": "3"}
+    assert dry_plan(["+job=train", "nproc=gpu"], tmp_path, fake)["devices"] == []
+    plan = dry_plan(["+job=train", "nproc=gpu", "isolate_gpus=true"], tmp_path, fake)
+    assert plan["nproc"] == 3 and plan["devices"] == ["0", "1", "2"]
+    visible = dry_plan(["+job=train", "nproc=gpu", "isolate_gpus=true"], tmp_path,
+                       {"CUDA_VISIBLE_DEVICES": "5,7"})
+    assert visible["devices"] == ["5", "7"]
+    result = erun(["+job=train", "nproc=gpu", "isolate_gpus=true", "hydra.run.dir=out"], tmp_path, fake)
+    assert result.returncode == 0, result.stderr
+    assert [seen(tmp_path / "out", r)["CUDA_VISIBLE_DEVICES"] for r in range(3)] == ["0", "1", "2"]
+
+
+def test_a_failing_job_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "fail.py").write_text("raise SystemExit(4)\n")
+    result = erun(["entrypoint=fail.py", "hydra.run.dir=out"], tmp_path)
+    assert result.returncode == 1
+    assert read_summary(tmp_path / "out")["state"].lower() == "failed"
+
+
+def test_a_preset_the_job_file_overrides_gets_a_note(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path, extra="restart:\n  max_restarts: 2\n")
+    result = erun(["+job=train", "restart=never", "--dry-run"], tmp_path)
+    assert result.returncode == 0
+    note = "note: train.yaml sets restart.max_restarts, which wins over the preset restart=never"
+    assert note in result.stderr
+
+
+# -- the shipped examples ----------------------------------------------------------------------
+
+
+def test_the_flaky_example_recovers_and_fails_without_restarts(tmp_path: Path) -> None:
+    result = erun(["+job=flaky", "hydra.run.dir=ok"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_summary(tmp_path / "ok")["attempts"] == 2  # one restart
+    assert erun(["+job=flaky", "restart=never", "hydra.run.dir=no"], tmp_path).returncode == 1
+
+
+def test_the_call_example(tmp_path: Path) -> None:
+    result = erun(["+job=call", "params.greeting=hey", "hydra.run.dir=out"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "rank 1 of 2: hey" in (tmp_path / "out" / "attempt_0" / "rank_1" / "stdout.log").read_text()
+
+
+def test_the_hparams_example(tmp_path: Path) -> None:
+    result = erun(["+job=hparams", "params.lr=1e-3", "hydra.run.dir=out"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "lr=0.001" in (tmp_path / "out" / "attempt_0" / "rank_0" / "stdout.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_ddp_example_resumes_from_its_checkpoint_after_a_crash(tmp_path: Path) -> None:
+    result = erun(["+job=ddp", "params.fail_at_step=170", "hydra.run.dir=out"], tmp_path, timeout=180)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    assert "simulated crash at step 170" in (out / "attempt_0" / "rank_1" / "stderr.log").read_text()
+    resumed = (out / "attempt_1" / "rank_0" / "stdout.log").read_text()
+    assert "starting at step 150 of 300" in resumed and "done: 150 steps" in resumed
+    assert (out / "checkpoints" / "last.pt").exists()
+
+
+def test_a_used_run_directory_is_refused_and_its_record_kept(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    assert erun(["+job=train", "hydra.run.dir=out"], tmp_path).returncode == 0
+    record = {p: p.read_text() for p in (tmp_path / "out" / ".hydra").iterdir()}
+    again = erun(["+job=train", "hydra.run.dir=out", "nproc=1"], tmp_path)
+    assert again.returncode == 2, again.stderr
+    assert "`hydra.run.dir`" in again.stderr and "already holds a run" in again.stderr
+    assert {p: p.read_text() for p in (tmp_path / "out" / ".hydra").iterdir()} == record
+
+
+def test_a_real_run_does_not_import_torch_in_erun(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    code = ("import sys; from runner.cli import main; rc = main(['+job=train', 'hydra.run.dir=out']); "
+            "sys.exit(rc or 10 * ('torch' in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_sweep_over_job_files(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path, "one")
+    write_recorder_job(tmp_path, "two")
+    result = erun(["-m", "+job=one.yaml,two", "hydra.sweep.dir=sweep"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = [json.loads((tmp_path / "sweep" / str(i) / "plan.json").read_text())["name"] for i in (0, 1)]
+    assert names == ["one", "two"]
