@@ -137,7 +137,7 @@ class Agent:
             if outcome.succeeded:
                 self.membership.finish(succeeded=True)
                 return self._result(JobState.SUCCEEDED, ExitStatus.SUCCESS)
-            decision = self._decide(outcome, restart_count + 1)
+            decision = self._decide(outcome)
             if not decision.restart:
                 self.membership.finish(succeeded=False)
                 return self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
@@ -147,18 +147,16 @@ class Agent:
                 return self._interrupted(signum)
             restart_count += 1
 
-    def _decide(self, outcome: AttemptOutcome, next_restart: int) -> restart.RestartDecision:
+    def _decide(self, outcome: AttemptOutcome) -> restart.RestartDecision:
         decision = restart.decide(self.plan.restart, self.history)
         cause = report.root_cause(outcome.result.failures)
         what = "the group failed"
         if cause is not None:
             what = f"rank {cause.rank} {cause.exit.describe()}" if cause.reason == "exit" else (
                 f"rank {cause.rank}: {cause.message}")
+        verb = "giving up"
         if decision.restart:
-            wait = f"in {decision.delay_s:.1f} s" if decision.delay_s else "now"
-            verb = f"restarting {wait}, restart {next_restart}"
-        else:
-            verb = "giving up"
+            verb = f"restarting in {decision.delay_s:.1f} s" if decision.delay_s else "restarting now"
         self._note(f"{what}; {verb} ({decision.reason})", decision="restart" if decision.restart else "stop",
                    reason=decision.reason, delay_s=round(decision.delay_s, 3))
         return decision

@@ -28,8 +28,18 @@ from runner import params as params_mod
 from runner.devices import HostInfo
 from runner.errors import ConfigError
 from runner.keys import did_you_mean, suggest_key, unknown_keys
-from runner.plan import EntrypointKind, EntrypointPlan, JobPlan, LogsPlan, RdzvPlan, RestartPlan
-from runner.schema import PARAMS_AS
+from runner.plan import (
+    BackoffPlan,
+    EntrypointKind,
+    EntrypointPlan,
+    ExitRule,
+    HealthPlan,
+    JobPlan,
+    LogsPlan,
+    RdzvPlan,
+    RestartPlan,
+)
+from runner.schema import PARAMS_AS, REASONS
 
 ENTRYPOINT_KEYS = {"entrypoint": EntrypointKind.SCRIPT, "module": EntrypointKind.MODULE,
                    "exec": EntrypointKind.EXEC, "call": EntrypointKind.CALL}
@@ -138,6 +148,7 @@ def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
         env=_env(c.get("env") or {}),
         cwd=workdir,
         restart=_restart(c.get("restart") or {}),
+        health=_health(c.get("health") or {}),
         logs=_logs(c.get("logs") or {}, nproc, rdzv),
         rdzv=rdzv,
         master_addr=_nonempty(c, "master_addr", "localhost", "use a host name or address, e.g. localhost"),
@@ -380,7 +391,30 @@ def _restart(r: Mapping[str, Any]) -> RestartPlan:
         raise ConfigError("restart.max_restarts", f"is {max_restarts}", "use 0 (never restart) or more")
     if grace < 0:
         raise ConfigError("restart.stop_grace_s", f"is {grace:g}", "use 0 or more seconds")
-    return RestartPlan(max_restarts=max_restarts, stop_grace_s=grace)
+    policy = {k: r[k] for k in POLICY_KEYS if k in r}
+    rules = tuple(_rule(i, rule) for i, rule in enumerate(r.get("rules") or ()))
+    return RestartPlan(max_restarts=max_restarts, stop_grace_s=grace, rules=rules,
+                       backoff=BackoffPlan(**(r.get("backoff") or {})), **policy)
+
+
+POLICY_KEYS = ("default", "crash_loop_failures", "crash_loop_window_s", "reset_after_s")
+
+
+def _rule(index: int, rule: Mapping[str, Any]) -> ExitRule:
+    unknown = sorted(set(rule.get("reasons") or ()) - set(REASONS))
+    if unknown:
+        raise ConfigError(f"restart.rules.{index}.reasons", f"has `{unknown[0]}`",
+                          f"use one of: {', '.join(REASONS)}")
+    try:
+        return ExitRule(**rule)
+    except ConfigError as e:  # name the rule: restart.rules.1.signals
+        field = (e.key or "").removeprefix("restart.rules").lstrip(".")
+        key = f"restart.rules.{index}" + (f".{field}" if field else "")
+        raise ConfigError(key, e.problem, e.fix) from None
+
+
+def _health(h: Mapping[str, Any]) -> HealthPlan:
+    return HealthPlan(**h)
 
 
 def _env(env: Mapping[str, Any]) -> dict[str, str]:
@@ -407,7 +441,8 @@ def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
         if rank < 0 or (world is not None and rank >= world):
             raise ConfigError("logs.ranks", f"has rank {rank}, outside 0..{(world or 1) - 1}",
                               "list global ranks that exist (or null for all)")
-    return LogsPlan(prefix=prefix, ranks=ranks, console=bool(logs.get("console", True)))
+    return LogsPlan(prefix=prefix, ranks=ranks, console=bool(logs.get("console", True)),
+                    panel=str(logs.get("panel", "auto")))
 
 
 def _format_fields(prefix: str) -> set[str]:

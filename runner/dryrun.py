@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from runner.plan import JobPlan
+from runner.plan import ExitRule, JobPlan
 
 
 def describe(plan: JobPlan) -> str:
@@ -21,6 +21,7 @@ def describe(plan: JobPlan) -> str:
         *_ranks(plan),
         _row("env", _env(plan)),
         _row("restart", _restart(plan)),
+        _row("health", _health(plan)),
         _row("rendezvous", _rdzv(plan)),
         _row("run dir", plan.run_dir),
         _row("config", f"ERUN_CONFIG={plan.config_file}" if plan.config_file else "(none)"),
@@ -58,8 +59,33 @@ def _env(plan: JobPlan) -> str:
 
 def _restart(plan: JobPlan) -> str:
     r = plan.restart
-    budget = "never" if r.max_restarts == 0 else f"up to {r.max_restarts} times after a failure"
-    return f"{budget}; stop grace {r.stop_grace_s:g} s"
+    parts = ["never" if r.max_restarts == 0 else f"up to {r.max_restarts} times after a failure"]
+    if r.backoff.kind.value != "none":
+        b = r.backoff
+        wait = f"{b.initial_s:g} s" if b.kind.value == "fixed" else (
+            f"{b.initial_s:g} s x{b.multiplier:g} up to {b.max_s:g} s")
+        parts.append(f"backoff {wait}" + (f" +-{b.jitter:.0%}" if b.jitter else ""))
+    parts += [_rule(rule) for rule in r.rules]
+    if r.crash_loop_failures:
+        parts.append(f"give up after {r.crash_loop_failures} failures within {r.crash_loop_window_s:g} s")
+    if r.reset_after_s:
+        parts.append(f"budget back after {r.reset_after_s:g} s healthy")
+    parts.append(f"stop grace {r.stop_grace_s:g} s")
+    return "; ".join(parts)
+
+
+def _rule(rule: ExitRule) -> str:
+    matches = [*(f"exit {c}" for c in rule.exit_codes), *rule.signals, *rule.reasons]
+    return f"{' or '.join(matches)}: {rule.action.value}"
+
+
+def _health(plan: JobPlan) -> str:
+    h = plan.health
+    watch = [f"heartbeat {h.heartbeat_timeout_s:g} s" if h.heartbeat_timeout_s else "",
+             f"stall {h.stall_timeout_s:g} s" if h.stall_timeout_s else "",
+             f"memory {h.memory_limit_mb:g} MiB per rank" if h.memory_limit_mb else "",
+             "torch file timers" if h.file_timer else ""]
+    return ", ".join(w for w in watch if w) or "no watchdogs"
 
 
 def _rdzv(plan: JobPlan) -> str:

@@ -33,12 +33,67 @@ def _keys(factory: Any, help: str = "") -> Any:
     return field(default_factory=factory, metadata={"help": help})
 
 
+def _key_list(choices: list[str], help: str) -> Any:
+    """A list of strings from `choices` (empty by default)."""
+    return field(default_factory=list, metadata={"help": help,
+                                                 "json": {"type": "array", "items": {"enum": choices}}})
+
+
+REASONS = ["exit", "heartbeat_timeout", "timer_expired", "stalled", "memory_limit"]
+ACTIONS = ["restart", "always", "give_up"]
+
+
+@dataclass
+class BackoffConf:
+    """The wait before each restart."""
+
+    kind: str = _key("none", "none, fixed (initial_s each time) or exponential (initial_s * multiplier^n).",
+                     json={"enum": ["none", "fixed", "exponential"]})
+    initial_s: float = _key(1.0, "The first wait (fixed: every wait), in seconds.")
+    max_s: float = _key(60.0, "The longest wait (exponential), in seconds.")
+    multiplier: float = _key(2.0, "Growth per consecutive failure (exponential), 1 or more.")
+    jitter: float = _key(0.0, "Spread each wait by up to this fraction either way (0 to 1).")
+
+
+@dataclass
+class RuleConf:
+    """What to do when the first failing rank ended a certain way (first matching rule wins)."""
+
+    action: str = _key("restart", "restart (spends budget), always (restarts without spending budget) "
+                       "or give_up.", json={"enum": ACTIONS})
+    exit_codes: list[int] = _keys(list, "Exit codes this rule matches, e.g. [2].")
+    signals: list[str] = _keys(list, "Signals this rule matches, e.g. [SIGKILL].")
+    reasons: list[str] = _key_list(REASONS, "Watchdog reasons this rule matches, e.g. [memory_limit].")
+
+
 @dataclass
 class RestartConf:
-    """When the worker group is restarted after a failure (issue 5 adds backoff and windows)."""
+    """When the worker group is restarted after a failure, after how long, and when to give up."""
 
     max_restarts: int = _key(0, "Restarts of the whole group after a failure before giving up (0: never).")
     stop_grace_s: float = _key(10.0, "Seconds between SIGTERM and SIGKILL when stopping workers.")
+    backoff: BackoffConf = _keys(BackoffConf, "Wait before each restart.")
+    rules: list[RuleConf] = _keys(list, "Rules by exit code, signal or watchdog reason; first match wins.")
+    default: str = _key("restart", "What failures no rule matches get: restart, always or give_up.",
+                        json={"enum": ACTIONS})
+    crash_loop_failures: int = _key(
+        0, "Give up when more than this many failures happen within crash_loop_window_s (0: off).")
+    crash_loop_window_s: float = _key(300.0, "The crash-loop guard's window, in seconds.")
+    reset_after_s: float = _key(
+        0.0, "An attempt that ran this long before failing gives the whole budget back (0: never).")
+
+
+@dataclass
+class HealthConf:
+    """Watchdogs; each fails a rank with its own reason, and the restart policy decides."""
+
+    heartbeat_timeout_s: float = _key(
+        0.0, "A rank that called runner.heartbeat() and is then silent this long is hung (0: off).")
+    stall_timeout_s: float = _key(
+        0.0, "A rank whose process tree used no CPU and wrote no output this long is stalled (0: off).")
+    memory_limit_mb: float = _key(0.0, "RSS limit of each rank's whole process tree, in MiB (0: off).")
+    file_timer: bool = _key(False, "Serve torch's FileTimerClient (TORCHELASTIC_TIMER_FILE).")
+    interval_s: float = _key(1.0, "How often the watchdogs sample, in seconds.")
 
 
 @dataclass
@@ -61,6 +116,8 @@ class LogsConf:
     prefix: str = _key("[{rank}]:", "Console line prefix; fields {rank}, {local_rank}, {role}, {attempt}.")
     ranks: list[int] | None = _key(None, "Show only these global ranks on the console (null: all).")
     console: bool = _key(True, "Copy worker output to the console at all.")
+    panel: str = _key("auto", "Live status panel: auto (on a terminal), on or off.",
+                      json={"enum": ["auto", "on", "off"]})
 
 
 @dataclass
@@ -93,6 +150,7 @@ class JobConf:
     cwd: str | None = _key(None, "Working directory of the workers (default: where erun runs).")
     master_addr: str = _key("localhost", "MASTER_ADDR the workers meet at (single node: localhost).")
     restart: RestartConf = _keys(RestartConf, "Restart policy.")
+    health: HealthConf = _keys(HealthConf, "Health watchdogs: hangs, stalls, memory.")
     rdzv: RdzvConf = _keys(RdzvConf, "Rendezvous (multi-node).")
     logs: LogsConf = _keys(LogsConf, "Console output.")
 

@@ -186,6 +186,15 @@ def test_the_flaky_example_recovers_and_fails_without_restarts(tmp_path: Path) -
     assert erun(["+job=flaky", "restart=never", "hydra.run.dir=no"], tmp_path).returncode == 1
 
 
+def test_the_backoff_preset_waits_and_says_why(tmp_path: Path) -> None:
+    args = ["+job=flaky", "restart=backoff", "restart.backoff.jitter=0", "hydra.run.dir=out"]
+    result = erun(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "rank 1 exited 3; restarting in 1.0 s (restart 1 of 10)" in result.stderr
+    first, second = read_summary(tmp_path / "out")["per_attempt"]
+    assert second["start"] - first["end"] >= 1.0
+
+
 def test_the_call_example(tmp_path: Path) -> None:
     result = erun(["+job=call", "params.greeting=hey", "hydra.run.dir=out"], tmp_path)
     assert result.returncode == 0, result.stderr

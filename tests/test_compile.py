@@ -17,7 +17,7 @@ from runner.compile import CompileContext, KeySources, compile_job, parse_nnodes
 from runner.devices import HostInfo, parse_visible_devices, visible_gpus
 from runner.errors import ConfigError
 from runner.keys import suggest_key, unknown_keys
-from runner.plan import EntrypointKind, JobPlan
+from runner.plan import BackoffKind, EntrypointKind, JobPlan, RuleAction
 from runner.schema import JobConf
 
 CPU_HOST = HostInfo(cpus=4, gpus=(), gpu_source="test: no GPU")
@@ -152,6 +152,44 @@ def test_restart_logs_env_and_cwd_reach_the_plan(tmp_path: Path) -> None:
     assert dict(plan.env) == {"FOO": "1"}
     assert plan.logs.ranks == (0,) and plan.logs.prefix == "{role}{rank}>"
     assert plan.cwd == str(tmp_path / "work") and plan.role == "trainer"
+
+
+def test_restart_policy_and_health_reach_the_plan(tmp_path: Path) -> None:
+    rules = [{"action": "give_up", "exit_codes": [2]}, {"action": "always", "signals": ["KILL"]},
+             {"action": "give_up", "reasons": ["memory_limit"]}]
+    restart = {"max_restarts": 4, "backoff": {"kind": "exponential", "initial_s": 2, "jitter": 0.1},
+               "rules": rules, "default": "give_up", "crash_loop_failures": 3, "crash_loop_window_s": 60,
+               "reset_after_s": 600}
+    health = {"heartbeat_timeout_s": 30, "stall_timeout_s": 600, "memory_limit_mb": 4096, "file_timer": True}
+    plan = compile_(tmp_path, restart=restart, health=health, logs={"panel": "off"})
+    r = plan.restart
+    assert (r.backoff.kind, r.backoff.initial_s, r.backoff.jitter) == (BackoffKind.EXPONENTIAL, 2, 0.1)
+    assert [(x.action, x.exit_codes, x.signals, x.reasons) for x in r.rules] == [
+        (RuleAction.GIVE_UP, (2,), (), ()), (RuleAction.ALWAYS, (), ("SIGKILL",), ()),
+        (RuleAction.GIVE_UP, (), (), ("memory_limit",))]
+    assert (r.default, r.crash_loop_failures, r.crash_loop_window_s, r.reset_after_s) == (
+        RuleAction.GIVE_UP, 3, 60, 600)
+    h = plan.health
+    assert (h.heartbeat_timeout_s, h.stall_timeout_s, h.memory_limit_mb, h.file_timer) == (
+        30, 600, 4096, True)
+    assert plan.logs.panel == "off"
+
+
+@pytest.mark.parametrize("keys,key", [
+    ({"restart": {"backoff": {"kind": "linear"}}}, "restart.backoff.kind"),
+    ({"restart": {"backoff": {"jitter": 2}}}, "restart.backoff.jitter"),
+    ({"restart": {"rules": [{"action": "maybe", "exit_codes": [1]}]}}, "restart.rules.0.action"),
+    ({"restart": {"rules": [{"action": "always"}]}}, "restart.rules.0"),
+    ({"restart": {"rules": [{"exit_codes": [1]}, {"signals": ["SIGNOPE"]}]}}, "restart.rules.1.signals"),
+    ({"restart": {"rules": [{"reasons": ["oom"]}]}}, "restart.rules.0.reasons"),
+    ({"restart": {"default": "retry"}}, "restart.default"),
+    ({"restart": {"crash_loop_failures": -1}}, "restart.crash_loop_failures"),
+    ({"health": {"memory_limit_mb": -1}}, "health.memory_limit_mb"),
+    ({"health": {"interval_s": 0}}, "health.interval_s"),
+    ({"logs": {"panel": "sometimes"}}, "logs.panel"),
+])
+def test_bad_policies_name_their_key(tmp_path: Path, keys: dict[str, Any], key: str) -> None:
+    assert error(tmp_path, **keys).key == key
 
 
 @pytest.mark.parametrize("keys,key", [
