@@ -11,16 +11,25 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from runner.errors import ErunError, ExitStatus
+from runner.errors import ConfigError, ErunError, ExitStatus
 
 
 def _run_plan(args: Sequence[str]) -> int:
-    """`erun run-plan PLAN.json`: run a compiled plan as is (no Hydra)."""
+    """`erun run-plan PLAN.json [--run-dir DIR]`: run a compiled plan as is (no Hydra)."""
     from runner.agent import run_plan_file
 
+    args = list(args)
+    run_dir = None
+    if "--run-dir" in args:
+        at = args.index("--run-dir")
+        run_dir = args[at + 1] if at + 1 < len(args) else None
+        del args[at:at + 2]
+        if run_dir is None:
+            raise ConfigError("--run-dir", "needs a directory", "erun run-plan PLAN.json --run-dir DIR")
     if len(args) != 1:
-        raise ErunError("usage: erun run-plan PLAN.json")
-    return run_plan_file(args[0])
+        raise ConfigError(None, "usage: erun run-plan PLAN.json [--run-dir DIR]",
+                          "give the plan file (a run directory's plan.json)")
+    return run_plan_file(args[0], run_dir)
 
 
 def _report(args: Sequence[str]) -> int:
