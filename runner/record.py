@@ -47,7 +47,8 @@ def open_run_dir(plan: JobPlan) -> RunPaths:
     if paths.events.exists():
         raise ConfigError(
             "run_dir", f"{plan.run_dir} already holds a run",
-            "choose a new directory (hydra.run.dir=..., or run-plan --run-dir) so the earlier run's logs stay intact",
+            "choose a new directory (hydra.run.dir=..., or run-plan --run-dir) "
+            "so the earlier run's logs stay intact",
         )
     try:
         paths.run_dir.mkdir(parents=True, exist_ok=True)
