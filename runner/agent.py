@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import selectors
 import signal
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +44,7 @@ from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.state import AttemptResult, JobState, RunResult, WorkerState
-from runner.workers import Worker, WorkerGroup, base_environment
+from runner.workers import Worker, WorkerGroup
 
 # After SIGKILL, how long to wait for the kernel to reap a rank (a rank stuck in
 # uninterruptible sleep may never go): stopping is always bounded in time.
@@ -67,9 +69,12 @@ class AttemptOutcome:
 class Agent:
     """Runs a `JobPlan` on this node: `Agent(plan).run()` returns a `RunResult`."""
 
-    def __init__(self, plan: JobPlan, membership: Membership | None = None) -> None:
+    def __init__(self, plan: JobPlan, membership: Membership | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.plan = plan
         self.membership = membership or membership_for(plan)
+        # What workers inherit (as with torchrun): the agent's environment when it was started.
+        self.environ = dict(os.environ if environ is None else environ)
         self.token = uuid.uuid4().hex
         self.history: list[AttemptResult] = []
         self._selector = selectors.DefaultSelector()
@@ -107,7 +112,7 @@ class Agent:
         self._inbox.install()
         self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
         self._guard = OrphanGuard(self.token)
-        if file_timers_enabled(self.plan, base_environment()):
+        if file_timers_enabled(self.plan, self.environ):
             self._timers = FileTimerServer(self._paths.timer_fifo)
             self._selector.register(self._timers.fileno(), selectors.EVENT_READ, self._timers)
         try:
@@ -120,7 +125,7 @@ class Agent:
             self._selector.close()
 
     def _run_attempts(self) -> RunResult:
-        base_env = base_environment()
+        base_env = self.environ
         self._announce(base_env)
         restart_count = 0
         while True:

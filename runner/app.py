@@ -52,6 +52,8 @@ class Invocation:
     jobs: list[jobfile.JobFile]
     cwd: Path
     dry_run: str | None = None  # None, "text" or "json"
+    # The environment erun was started with (Hydra's HYDRA_FULL_ERROR is not the workers' business).
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     def job(self, choice: str | None) -> jobfile.JobFile | None:
         return next((j for j in self.jobs if j.choice == choice), None)
@@ -236,7 +238,7 @@ class Session:
         if self.invocation.dry_run:
             self._dry_run(plan, hydra_cfg)
             return
-        self.exit_codes.append(start(plan, cfg))
+        self.exit_codes.append(start(plan, cfg, self.invocation.environ))
 
     def _context(self, hydra_cfg: Any) -> CompileContext:
         from runner.compile import CompileContext
@@ -322,7 +324,7 @@ def preset_notes(job: jobfile.JobFile | None, overrides: list[str], cwd: Path) -
     return notes
 
 
-def start(plan: JobPlan, cfg: Any) -> int:
+def start(plan: JobPlan, cfg: Any, environ: dict[str, str]) -> int:
     """Record the config (Hydra's .hydra/ files and the resolved job.yaml), then run the agent."""
     from omegaconf import OmegaConf
 
@@ -336,7 +338,7 @@ def start(plan: JobPlan, cfg: Any) -> int:
     save_hydra_record(run_dir, cfg)
     assert plan.config_file is not None
     OmegaConf.save(cfg, plan.config_file, resolve=True)
-    return int(Agent(plan).run().exit_code)
+    return int(Agent(plan, environ=environ).run().exit_code)
 
 
 def save_hydra_record(run_dir: Path, cfg: Any) -> None:

@@ -46,6 +46,13 @@ def _status(args: Sequence[str]) -> int:
     return status_main(args)
 
 
+def _torchrun(args: Sequence[str]) -> int:
+    """`erun torchrun [torchrun flags] script args`: a torchrun command line, run by erun."""
+    from runner.torchrun import main as torchrun_main
+
+    return torchrun_main(args)
+
+
 def _hydra(args: Sequence[str]) -> int:
     from runner.app import main as app_main
 
@@ -57,6 +64,7 @@ SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "run-plan": _run_plan,
     "report": _report,
     "status": _status,
+    "torchrun": _torchrun,
 }
 
 

@@ -9,7 +9,6 @@ agent's event log) as it happens.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -215,7 +214,3 @@ class WorkerGroup:
         if self._observer is not None:
             self._observer(worker, state)
 
-
-def base_environment() -> dict[str, str]:
-    """The agent's own environment, which workers inherit (as with torchrun)."""
-    return dict(os.environ)
