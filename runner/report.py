@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.state import Failure, JobState, RunResult, signal_name
+from runner.state import Failure, JobState, RunResult, WorkerState, signal_name
 
 
 def root_cause(result_failures: list[Failure]) -> Failure | None:
@@ -17,10 +17,22 @@ def render(result: RunResult, elapsed_s: float) -> str:
                 f"{result.restarts} restart{'s' if result.restarts != 1 else ''}); "
                 f"run dir {result.run_dir}")
     if result.state is JobState.INTERRUPTED:
-        sig = signal_name(result.signal) if result.signal else "a signal"
-        return (f"erun: stopped by {sig} after {elapsed_s:.1f} s, attempt {len(result.attempts) - 1}; "
-                f"workers stopped; logs in {result.run_dir}")
+        return interruption_line(result, elapsed_s)
     return failure_report(result, elapsed_s)
+
+
+def interruption_line(result: RunResult, elapsed_s: float) -> str:
+    """What was stopped, and where the logs are."""
+    sig = signal_name(result.signal) if result.signal else "a signal"
+    what, killed = "no worker was running", ""
+    if result.attempts:
+        last = result.attempts[-1]
+        stopped = [str(w.rank) for w in last.workers if w.state is WorkerState.STOPPED]
+        if stopped:
+            what = f"stopped rank(s) {', '.join(stopped)} of attempt {last.attempt}"
+        if last.killed_after_grace:
+            killed = f" (SIGKILL after the grace: {', '.join(map(str, last.killed_after_grace))})"
+    return f"erun: interrupted by {sig} after {elapsed_s:.1f} s; {what}{killed}; logs in {result.run_dir}"
 
 
 def failure_report(result: RunResult, elapsed_s: float) -> str:

@@ -33,7 +33,8 @@ def test_stop_signal_is_forwarded_and_erun_exits_128_plus_n(erun: Erun, signum: 
     assert [w["state"] for w in workers] == ["STOPPED", "STOPPED"]
     assert summary["per_attempt"][0]["killed_after_grace"] == []
     assert [e["signal"] for e in stop_events(agent.run_dir)] == [signum.name]  # forwarded as is
-    assert f"stopped by {signum.name}" in err
+    assert f"erun: interrupted by {signum.name} after" in err
+    assert f"stopped rank(s) 0, 1 of attempt 0; logs in {agent.run_dir}" in err
 
 
 def test_worker_ignoring_the_stop_signal_is_killed_after_the_grace(erun: Erun) -> None:

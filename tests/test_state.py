@@ -183,7 +183,14 @@ def test_interrupted_summary_names_the_signal() -> None:
     data = result.to_dict()
     assert (data["state"], data["exit_code"], data["signal"], data["root_cause"]) == (
         "INTERRUPTED", 143, "SIGTERM", None)
-    assert "stopped by SIGTERM" in report.render(result, 2.0)
+    assert report.render(result, 2.0) == (
+        "erun: interrupted by SIGTERM after 2.0 s; no worker was running; logs in ")
+    attempt = AttemptResult(3, 1, 0.0, killed_after_grace=[1])
+    attempt.workers = [WorkerResult(r, r, 10 + r, 0.0, 1.0, WorkerState.STOPPED, None) for r in (0, 1)]
+    result = RunResult(JobState.INTERRUPTED, 130, [attempt], signal=signal.SIGINT, run_dir="/runs/a")
+    assert report.render(result, 2.0) == (
+        "erun: interrupted by SIGINT after 2.0 s; stopped rank(s) 0, 1 of attempt 3 "
+        "(SIGKILL after the grace: 1); logs in /runs/a")
 
 
 def test_success_report_is_one_line() -> None:
