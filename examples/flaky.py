@@ -9,7 +9,8 @@ import time
 
 rank = int(os.environ["RANK"])
 attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
-print(f"rank {rank}: attempt {attempt} of at most {int(os.environ['TORCHELASTIC_MAX_RESTARTS']) + 1}", flush=True)
+most = int(os.environ["TORCHELASTIC_MAX_RESTARTS"]) + 1
+print(f"rank {rank}: attempt {attempt} of at most {most}", flush=True)
 time.sleep(0.5)
 if attempt == 0 and rank == 1:
     print("rank 1: failing on purpose (first attempt)", file=sys.stderr, flush=True)

@@ -23,4 +23,5 @@ params = json.loads(os.environ.get("ERUN_PARAMS", "{}"))
 assert params["lr"] == args.lr, (params, args)
 if rank == "0" and "ERUN_CONFIG" in os.environ:
     with open(os.environ["ERUN_CONFIG"]) as f:
-        print(f"rank 0: job config {os.environ['ERUN_CONFIG']} has {len(f.read().splitlines())} lines", flush=True)
+        lines = len(f.read().splitlines())
+        print(f"rank 0: job config {os.environ['ERUN_CONFIG']} has {lines} lines", flush=True)
