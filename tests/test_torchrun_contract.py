@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +25,9 @@ BY_DESIGN = {
 
 
 def torchrun_argv() -> list[str]:
-    exe = shutil.which("torchrun")
-    return [exe] if exe else [sys.executable, "-m", "torch.distributed.run"]
+    """torchrun of this interpreter (a `torchrun` on PATH may be another Python's, or a shim
+    that adds variables of its own)."""
+    return [sys.executable, "-m", "torch.distributed.run"]
 
 
 def dump_with_torchrun(out: Path, nproc: int) -> None:
