@@ -1,0 +1,70 @@
+"""How much to measure: one `BenchConfig` per mode (smoke, quick, full)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Repetitions, sizes and timeouts of every metric; a metric reads only its own fields."""
+
+    mode: str
+    launch_reps: int  # trivial workers
+    launch_torch_reps: int
+    launch_trivial_nprocs: tuple[int, ...]
+    launch_torch_nprocs: tuple[int, ...]
+    launch_launchers: tuple[str, ...]
+    launch_timeout_s: float
+    restart_cases: tuple[tuple[int, str, int], ...]  # (nproc, "exit" | "sigkill", repetitions)
+    restart_launchers: tuple[str, ...]
+    restart_timeout_s: float
+    # torchrun with its default shared store often hangs until the timeout (DESIGN.md): run it
+    # this many times, in the first restart_shared_store_cases cases only.
+    restart_shared_store_reps: int
+    restart_shared_store_cases: int
+    stubborn_reps: int
+    stubborn_torchrun_reps: int  # each costs torchrun's fixed 30 s grace
+    stubborn_grace_s: float
+    overhead_s: float
+    overhead_reps: int
+    overhead_launchers: tuple[str, ...]
+
+
+ALL = ("erun", "erun-hydra", "torchrun", "floor")
+RESTART = ("erun", "erun-hydra", "torchrun-fresh", "torchrun", "floor")
+AGENTS = ("erun", "erun-hydra", "torchrun")
+
+FULL = BenchConfig(
+    mode="full", launch_reps=5, launch_torch_reps=5,
+    launch_trivial_nprocs=(1, 2, 4, 8, 16), launch_torch_nprocs=(1, 2, 4, 8, 16),
+    launch_launchers=ALL, launch_timeout_s=120.0,
+    restart_cases=((2, "exit", 5), (2, "sigkill", 5), (4, "exit", 5), (4, "sigkill", 5)),
+    restart_launchers=RESTART, restart_timeout_s=60.0, restart_shared_store_reps=3,
+    restart_shared_store_cases=4,
+    stubborn_reps=3, stubborn_torchrun_reps=2, stubborn_grace_s=2.0,
+    overhead_s=20.0, overhead_reps=2, overhead_launchers=AGENTS,
+)
+
+QUICK = BenchConfig(
+    mode="quick", launch_reps=3, launch_torch_reps=2,
+    launch_trivial_nprocs=(1, 8), launch_torch_nprocs=(1, 4),
+    launch_launchers=ALL, launch_timeout_s=60.0,
+    # erun-hydra restarts in the same agent as erun (Hydra runs once, before the first attempt).
+    restart_cases=((2, "exit", 2), (2, "sigkill", 2), (4, "exit", 1)),
+    restart_launchers=("erun", "torchrun-fresh", "torchrun", "floor"),
+    restart_timeout_s=15.0, restart_shared_store_reps=1, restart_shared_store_cases=1,
+    stubborn_reps=1, stubborn_torchrun_reps=0, stubborn_grace_s=2.0,
+    overhead_s=5.0, overhead_reps=1, overhead_launchers=AGENTS,
+)
+
+SMOKE = BenchConfig(
+    mode="smoke", launch_reps=1, launch_torch_reps=1, launch_trivial_nprocs=(2,), launch_torch_nprocs=(),
+    launch_launchers=("erun", "torchrun", "floor"), launch_timeout_s=30.0,
+    restart_cases=((2, "exit", 1),), restart_launchers=("erun",),
+    restart_timeout_s=20.0, restart_shared_store_reps=0, restart_shared_store_cases=0,
+    stubborn_reps=0, stubborn_torchrun_reps=0, stubborn_grace_s=2.0,
+    overhead_s=1.0, overhead_reps=1, overhead_launchers=("erun",),
+)
+
+MODES = {c.mode: c for c in (FULL, QUICK, SMOKE)}

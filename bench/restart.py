@@ -1,0 +1,139 @@
+"""restart: from a rank's failure until every rank of the next attempt has re-initialised gloo.
+
+The failing rank stamps `fail` just before it exits 1 (or SIGKILLs itself); every rank of
+attempt 1 stamps `init` after `init_process_group`. A restart recovers when all of them do
+within the timeout (the job is then stopped: what follows is not measured). The `stubborn`
+case adds a rank that ignores SIGTERM: the launcher has to wait out its stop grace (erun:
+restart.stop_grace_s; torchrun: a fixed 30 s) and SIGKILL it. For erun, events.jsonl splits
+out the agent's part: failure until the agent noticed it, and until it had respawned all ranks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import Row, last_stamp, log, read_stamps, started, wait_for_stamps, workdir, worker_script
+from bench.config import BenchConfig
+from bench.launchers import Job, Launcher, usable
+
+NAME = "restart"
+TITLE = "restart: rank failure until all ranks of the next attempt re-initialised gloo (ok = recovered)"
+PARTS = ("failure to FAILED event (detected)", "failure to last HEALTHY of attempt 1 (respawned)")
+CRASH_GRACE_S = 10.0  # erun's default stop_grace_s; nobody ignores SIGTERM in the crash cases
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Which rank fails and how; stubborn_rank ignores SIGTERM."""
+
+    nproc: int
+    mode: str  # "exit" | "sigkill"
+    stubborn_rank: int | None = None
+
+    @property
+    def case(self) -> str:
+        what = "exit 1" if self.mode == "exit" else "SIGKILL"
+        extra = ", rank 0 ignores SIGTERM" if self.stubborn_rank is not None else ""
+        return f"{what} nproc={self.nproc}{extra}"
+
+    @property
+    def rank(self) -> int:
+        return self.nproc - 1
+
+    def args(self, out: str) -> tuple[str, ...]:
+        args = (out, "--fail-rank", str(self.rank), "--fail-mode", self.mode)
+        return args + (("--stubborn-rank", str(self.stubborn_rank)) if self.stubborn_rank is not None else ())
+
+
+@dataclass(frozen=True)
+class Measured:
+    value: float | None
+    parts: tuple[float, float] | None = None
+
+
+def agent_parts(run_dir: Path, failed_at: float) -> tuple[float, float] | None:
+    try:
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    except (OSError, ValueError):
+        return None
+    states = [e for e in events if e.get("event") == "worker_state"]
+    failed = [e["time"] for e in states if e.get("attempt") == 0 and e.get("state") == "FAILED"]
+    spawned = [e["time"] for e in states if e.get("attempt") == 1 and e.get("state") == "HEALTHY"]
+    if not failed or not spawned:
+        return None
+    return min(failed) - failed_at, max(spawned) - failed_at
+
+
+def measure(launcher: Launcher, failure: Failure, timeout_s: float, grace_s: float) -> Measured:
+    with workdir(f"restart-{launcher.name}") as work:
+        out = work / "stamps"
+        out.mkdir()
+        job = Job(worker_script("dist.py"), failure.args(str(out)), failure.nproc, max_restarts=1,
+                  stop_grace_s=grace_s)
+        command = launcher.command(job, work)
+        with started(command.argv, work / "output.log", command.env) as running:
+            wait_for_stamps(out, "init", 1, failure.nproc, running.start + timeout_s)
+            result = running.wait(0.0)  # recovered or timed out: stop it now
+        failed_at = read_stamps(out, "fail", 0).get(failure.rank)
+        recovered_at = last_stamp(out, "init", 1, failure.nproc)
+        if failed_at is None or recovered_at is None:
+            log(f"restart {failure.case} under {launcher.name} did not recover within {timeout_s:g} s "
+                f"(rc {result.returncode}):\n{result.output_tail[-800:]}")
+            return Measured(None)
+        parts = agent_parts(command.run_dir, failed_at) if command.run_dir else None
+        return Measured(recovered_at - failed_at, parts)
+
+
+def run_case(failure: Failure, launchers: list[Launcher], reps: dict[str, int], timeout_s: float,
+             grace_s: float) -> list[Row]:
+    rows = {ln.name: Row(NAME, failure.case, ln.name, note=ln.available() or "") for ln in launchers}
+    parts = {ln.name: [Row(f"{NAME} (erun agent part)", f"{failure.case}: {what}", ln.name) for what in PARTS]
+             for ln in launchers if ln.name.startswith("erun")}
+    for rep in range(max(reps.values(), default=0)):
+        for launcher in launchers:  # interleaved, so noise hits every launcher alike
+            if launcher.available() is not None or rep >= reps[launcher.name]:
+                continue
+            measured = measure(launcher, failure, timeout_s, grace_s)
+            rows[launcher.name].add(measured.value)
+            if measured.parts is not None and launcher.name in parts:
+                for row, value in zip(parts[launcher.name], measured.parts, strict=True):
+                    row.add(value)
+    return list(rows.values()) + [r for rs in parts.values() for r in rs if r.runs]
+
+
+def crash_cases(cfg: BenchConfig) -> list[Row]:
+    launchers = usable(cfg.restart_launchers)
+    rows: list[Row] = []
+    for index, (nproc, mode, reps) in enumerate(cfg.restart_cases):
+        shared = min(reps, cfg.restart_shared_store_reps) if index < cfg.restart_shared_store_cases else 0
+        failure = Failure(nproc, mode)
+        log(f"restart {failure.case}")
+        case_rows = run_case(failure, launchers, {ln.name: shared if ln.name == "torchrun" else reps
+                                                  for ln in launchers}, cfg.restart_timeout_s, CRASH_GRACE_S)
+        for row in case_rows:
+            if row.launcher == "torchrun" and not row.note:
+                row.note = "default shared store" + ("" if row.runs else ": not run in this mode")
+        rows += case_rows
+    return rows
+
+
+def stubborn_case(cfg: BenchConfig) -> list[Row]:
+    if cfg.stubborn_reps == 0:
+        return []
+    launchers = usable(("erun", "torchrun-fresh"))
+    reps = {"erun": cfg.stubborn_reps, "torchrun-fresh": cfg.stubborn_torchrun_reps}
+    failure = Failure(2, "exit", stubborn_rank=0)
+    log(f"restart {failure.case} (erun stop_grace_s={cfg.stubborn_grace_s:g})")
+    rows = run_case(failure, launchers, reps, max(cfg.restart_timeout_s, 60.0), cfg.stubborn_grace_s)
+    for row in rows:
+        if row.launcher == "erun":
+            row.note = f"stop_grace_s={cfg.stubborn_grace_s:g}"
+        elif row.launcher == "torchrun-fresh":
+            row.note = "fixed 30 s grace" if row.runs else "skipped: fixed 30 s grace (run without --quick)"
+    return rows
+
+
+def run(cfg: BenchConfig) -> list[Row]:
+    return crash_cases(cfg) + stubborn_case(cfg)

@@ -1,0 +1,91 @@
+"""The targets erun is held to, each checked against a torchrun row of the same case.
+
+A target passes when erun's median <= factor x the baseline's median (and, where asked, every
+erun run succeeded). Restart targets compare with torchrun-fresh (a fresh store per attempt,
+the torchrun that does recover); the default torchrun is shown in the restart table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.common import Row
+
+ERUNS = ("erun", "erun-hydra")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    metric: str
+    case: str
+    factor: float
+    baseline: str = "torchrun"
+    all_ok: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: Target
+    launcher: str
+    erun: float | None
+    base: float | None
+    erun_ok: str
+    result: str  # PASS | MISS | n/a
+    floor: float | None = None  # the bare Popen loop: what no launcher can beat
+
+    @property
+    def floor_ratio(self) -> float | None:
+        return None if self.floor is None or not self.base else self.floor / self.base
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.erun is None or not self.base else self.erun / self.base
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.target
+        return {"target": t.name, "launcher": self.launcher, "metric": t.metric, "case": t.case,
+                "baseline": t.baseline, "factor": t.factor, "erun_median": self.erun,
+                "baseline_median": self.base, "ratio": self.ratio, "erun_ok": self.erun_ok,
+                "floor_median": self.floor, "floor_ratio": self.floor_ratio, "result": self.result}
+
+
+def targets(rows: list[Row]) -> list[Target]:
+    """The fixed targets, with one restart target per measured crash case."""
+    fixed = [
+        Target("launch 8 trivial workers", "launch", "trivial nproc=8", 0.3),
+        Target("launch 1 torch worker to init", "launch", "torch init nproc=1", 0.65),
+    ]
+    crash = sorted({r.case for r in rows if r.metric == "restart" and "ignores" not in r.case})
+    restarts = [Target(f"restart after crash ({case})", "restart", case, 0.5, "torchrun-fresh", all_ok=True)
+                for case in crash]
+    idle = [r.case for r in rows if r.metric == "overhead" and r.case.endswith("CPU idle supervision")]
+    cpu = [Target("agent CPU over idle supervision", "overhead", case, 1.0) for case in idle[:1]]
+    return fixed + restarts + cpu
+
+
+def median(rows: list[Row], metric: str, case: str, launcher: str) -> tuple[float | None, Row | None]:
+    for row in rows:
+        if (row.metric, row.case, row.launcher) == (metric, case, launcher):
+            stats = row.stats
+            return (stats.median if stats else None), row
+    return None, None
+
+
+def judge(target: Target, launcher: str, rows: list[Row]) -> Verdict | None:
+    erun, erun_row = median(rows, target.metric, target.case, launcher)
+    base, _ = median(rows, target.metric, target.case, target.baseline)
+    if erun_row is None or erun_row.runs == 0:
+        return None
+    floor, _ = median(rows, target.metric, target.case, "floor")
+    ok = f"{erun_row.ok}/{erun_row.runs}"
+    if erun is None or base is None:
+        return Verdict(target, launcher, erun, base, ok, "n/a", floor)
+    passed = erun <= target.factor * base and (not target.all_ok or erun_row.ok == erun_row.runs)
+    return Verdict(target, launcher, erun, base, ok, "PASS" if passed else "MISS", floor)
+
+
+def verdicts(rows: list[Row]) -> list[Verdict]:
+    found = (judge(t, launcher, rows) for t in targets(rows) for launcher in ERUNS)
+    return [v for v in found if v is not None]
