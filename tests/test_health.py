@@ -121,3 +121,28 @@ def test_budget_comes_back_after_a_healthy_run(erun: Erun) -> None:
     result = erun.run(plan)
     assert result.state is JobState.SUCCEEDED
     assert len(result.attempts) == 4
+
+
+def test_a_rank_that_survives_sigkill_does_not_wedge_the_stop(
+    erun: Erun, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A rank in uninterruptible sleep outlives SIGKILL; stopping must still end in bounded time.
+
+    The process is real; only the delivery of the agent's SIGKILL to its group is withheld
+    (as the kernel withholds it from a task in D state). The final sweep then kills it."""
+    from runner import agent, processes
+
+    real_signal_group = processes.signal_group
+
+    def withhold_sigkill(pid: int, signum: int) -> bool:
+        return True if signum == signal.SIGKILL else real_signal_group(pid, signum)
+
+    monkeypatch.setattr(processes, "signal_group", withhold_sigkill)
+    monkeypatch.setattr(agent, "KILL_WAIT_S", 0.5)
+    plan = erun.plan("ignore_sigterm.py", erun.markers, 1, nproc=2, grace_s=0.5)
+    result = erun.run(plan, timeout=30)
+    assert result.state is JobState.FAILED
+    assert result.attempts[0].killed_after_grace == [0]
+    notes = [e["message"] for e in read_events(Path(plan.run_dir)) if e["event"] == "note"]
+    stuck = [n for n in notes if n.startswith("rank 0 (pid") and "survived SIGKILL for 0.5 s" in n]
+    assert len(stuck) == 1 and stuck[0] in capfd.readouterr().err
