@@ -1,18 +1,77 @@
-"""sweep: time to run a Hydra multirun (-m) of small jobs. A hook, not measured yet.
+"""sweep: wall time of a Hydra multirun (`erun -m`) of small jobs, erun's launcher vs Hydra's basic one.
 
-To add it: measure with the same `Row`s as bench/launch.py, set PENDING to None and list the
-targets in bench/targets.py.
+The sweep: N points (`params.i=0,...,N-1`), each a 1-process job whose worker stamps its start
+(bench/workers/sleeper.py, in the point's own run directory) and sleeps S seconds. The value is
+the command's wall time, start to exit; a run counts only when it exits 0 and every point stamped.
+
+- `erun -m`: erun's launcher (the default) with its default slots: one per usable core;
+- `erun -m slots=N`: one slot per point, as on a node with N GPUs running N 1-GPU points;
+- `hydra basic`: `hydra/launcher=basic`, Hydra's launcher: the points one after the other.
+
+All three go through the same erun CLI and agent; only the launcher differs.
 """
 
 from __future__ import annotations
 
-from bench.common import Row
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import Row, log, run_command, workdir, worker_script
 from bench.config import BenchConfig
 
 NAME = "sweep"
-TITLE = "sweep: a multirun of small jobs, erun -m vs a loop of torchrun"
-PENDING: str | None = "not yet measured: needs sweeps (issue 6)"
+TITLE = "sweep: wall time of `erun -m` over N sleeping 1-process jobs, erun's launcher vs Hydra's basic"
+PENDING: str | None = None
+
+
+@dataclass(frozen=True)
+class Size:
+    points: int
+    sleep_s: float
+    reps: int
+    timeout_s: float
+
+
+# Sizes by bench mode (kept here, not in bench/config.py, while that file is being reworked).
+SIZES = {"smoke": Size(2, 0.2, 1, 60.0), "quick": Size(8, 2.0, 1, 120.0), "full": Size(8, 2.0, 3, 120.0)}
+
+
+def launchers(size: Size) -> dict[str, list[str]]:
+    """Launcher name -> the extra erun arguments that choose it."""
+    return {"erun -m": [], f"erun -m slots={size.points}": [f"hydra.launcher.slots={size.points}"],
+            "hydra basic": ["hydra/launcher=basic"]}
+
+
+def write_job(work: Path, size: Size) -> None:
+    (work / "job.yaml").write_text(
+        f"entrypoint: {worker_script('sleeper.py')}\n"
+        f"args: ['${{hydra:runtime.output_dir}}', '{size.sleep_s}']\n"
+        "params_as: env\nparams:\n  i: 0\nlogs:\n  console: false\n")
+
+
+def measure(extra: list[str], size: Size) -> float | None:
+    with workdir("sweep") as work:
+        write_job(work, size)
+        points = ",".join(str(i) for i in range(size.points))
+        argv = [sys.executable, "-m", "runner", "-m", "+job=job.yaml", f"params.i={points}",
+                "hydra.sweep.dir=sweep", *extra]
+        result = run_command(argv, work / "output.log", size.timeout_s, cwd=work)
+        stamped = len(list((work / "sweep").glob("*/start_0_0")))
+        if not result.ok or stamped != size.points:
+            log(f"sweep {' '.join(extra) or '(erun launcher)'} failed (rc {result.returncode}, "
+                f"{stamped}/{size.points} points ran):\n{result.output_tail}")
+            return None
+        return result.end - result.start
 
 
 def run(cfg: BenchConfig) -> list[Row]:
-    return []
+    size = SIZES.get(cfg.mode, SIZES["quick"])
+    case = f"{size.points} points x 1 proc sleeping {size.sleep_s:g} s"
+    log(f"sweep {case}")
+    named = launchers(size)
+    rows = {name: Row(NAME, case, name) for name in named}
+    for _ in range(size.reps):
+        for name, extra in named.items():  # interleaved, so noise hits every launcher alike
+            rows[name].add(measure(extra, size))
+    return list(rows.values())

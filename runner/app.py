@@ -1,7 +1,10 @@
 """`erun +job=train.yaml nproc=8 ...`: Hydra composes the job once, the compiler plans it, the agent runs it.
 
 Hydra's own flags (`--cfg job`, `--help`, `--info`, `hydra.run.dir=...`, `-m`) work as in any
-Hydra app; erun adds `--dry-run[=json]`. Each multirun point is a full job in its own directory.
+Hydra app; erun adds `--dry-run[=json]` and `--resume[=SWEEP_DIR]`. Each multirun point is a full
+job in its own directory; erun's launcher (hydra_plugins/erun_launcher, the default) runs them
+side by side on the node's slots (`runner.sweep`, `runner.sweeprun`), Hydra's basic launcher
+(`hydra/launcher=basic`) one after the other, in this process.
 
 How the config is found (see conf/config.yaml for the precedence of its parts):
 - Hydra's main config folder is a per-invocation staging folder: erun's conf/config.yaml, links
@@ -20,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +35,15 @@ from runner.keys import did_you_mean, schema_keys
 
 if TYPE_CHECKING:
     from runner.compile import CompileContext, KeySources
+    from runner.devices import HostInfo
     from runner.plan import JobPlan
+    from runner.sweep import PreparedPoint, SweepContext
 
 COMMAND_LINE = "command line"  # as runner.compile names it
 
 JOB_OVERRIDE_KEY = "job@_global_"
 JOB_SPELLINGS = ("+job=", "++job=", "job=", f"{JOB_OVERRIDE_KEY}=", f"+{JOB_OVERRIDE_KEY}=")
+RESUME_FLAG = "--resume"
 DRY_RUN_FLAGS = {"--dry-run": "text", "--dry-run=text": "text", "--dry-run=json": "json"}
 CONFIG_NAME = "config"
 PRESET_GROUPS = ("restart", "rdzv")
@@ -63,7 +69,9 @@ def main(argv: list[str]) -> int:
     """Run the job(s) `argv` describes; the exit status of the job, or of the first failed point."""
     cwd = Path.cwd()
     dry_run, args = split_dry_run(argv)
+    resume, args = split_resume(args)
     flags, args = split_flags(args)
+    args = resume_overrides(resume, args, flags)
     args = [open_mapping_override(a) for a in args]
     with tempfile.TemporaryDirectory(prefix="erun-conf-") as staging:
         args, jobs = stage_jobs(args, cwd, Path(staging))
@@ -75,8 +83,10 @@ def main(argv: list[str]) -> int:
         hydra_args = search_path_overrides(args, cwd) + args + flags
         invocation = Invocation(hydra_args, jobs, cwd, dry_run)
         session = Session(invocation)
-        run_hydra(Path(staging), invocation, session.run_point)
-    session.clean_up()
+        try:
+            run_hydra(Path(staging), invocation, session.run_point)
+        finally:
+            session.clean_up()
     if session.error is not None:
         raise session.error
     return session.exit_status()
@@ -89,6 +99,32 @@ def split_dry_run(argv: list[str]) -> tuple[str | None, list[str]]:
     if bad:
         raise ConfigError(None, f"unknown flag {bad[0]}", "use --dry-run or --dry-run=json", COMMAND_LINE)
     return (modes[-1] if modes else None), [a for a in argv if a not in DRY_RUN_FLAGS]
+
+
+def split_resume(argv: list[str]) -> tuple[str | None, list[str]]:
+    """erun's --resume[=SWEEP_DIR] ("" for the sweep directory given otherwise, or None), and the rest."""
+    given = [a for a in argv if a == RESUME_FLAG or a.startswith(RESUME_FLAG + "=")]
+    if not given:
+        return None, argv
+    return given[-1].partition("=")[2], [a for a in argv if a not in given]
+
+
+def resume_overrides(resume: str | None, args: list[str], flags: list[str]) -> list[str]:
+    """--resume: erun's launcher skips the points that already succeeded in the sweep directory."""
+    if resume is None:
+        return args
+    if not {"-m", "--multirun"} & set(flags):
+        raise ConfigError(None, "--resume resumes a sweep", "add -m (and the sweep's overrides)",
+                          COMMAND_LINE)
+    if any(a.startswith("hydra/launcher=") and a != "hydra/launcher=erun" for a in args):
+        raise ConfigError(None, "--resume needs erun's launcher", "drop the hydra/launcher=... override",
+                          COMMAND_LINE)
+    if resume:
+        args = [a for a in args if not a.startswith("hydra.sweep.dir=")] + [f"hydra.sweep.dir={resume}"]
+    elif not any(a.startswith("hydra.sweep.dir=") for a in args):
+        raise ConfigError(None, "--resume needs the sweep directory to resume",
+                          "use --resume=multirun/DATE/TIME_NAME (or hydra.sweep.dir=...)", COMMAND_LINE)
+    return [*args, "hydra.launcher.resume=true"]
 
 
 def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
@@ -107,7 +143,7 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
         name = arg.split("=", 1)[0]
         action = actions.get(name)
         if action is None:
-            hint = did_you_mean(name, [*actions, "--dry-run"])
+            hint = did_you_mean(name, [*actions, "--dry-run", RESUME_FLAG])
             raise ConfigError(None, f"unknown flag {arg}", hint or "see erun --help", COMMAND_LINE)
         flags.append(arg)
         takes_value = action.nargs is None or (action.nargs == "?" and i < len(args)
@@ -216,31 +252,53 @@ class Session:
     error: ErunError | None = None
 
     def run_point(self, cfg: Any) -> None:
-        """Hydra's task function. Errors wait until Hydra returns (it would log them first)."""
+        """Hydra's task function (one job, or the basic launcher's points one after the other).
+        Errors wait until Hydra returns (it would log them first)."""
         if self.error is not None or any(code >= ExitStatus.SIGNAL_BASE for code in self.exit_codes):
             return  # a multirun stops at its first bad point, or when a signal stopped a point
         try:
-            self._run_point(cfg)
+            prepared = self.prepare_point(cfg)
+            if not self.invocation.dry_run:
+                self.exit_codes.append(start(prepared, self.invocation.environ))
         except ErunError as e:
-            self.error = e
-            self._leave_no_trace()
+            self.fail(e)
 
-    def _run_point(self, cfg: Any) -> None:
+    def prepare_point(self, cfg: Any, host: HostInfo | None = None) -> PreparedPoint:
+        """Compile the point Hydra's config is current for (against `host`, default this host):
+        its plan and record files. A dry run prints the plan (and the point starts nothing)."""
         from hydra.core.hydra_config import HydraConfig
 
         from runner.compile import compile_job
+        from runner.sweep import PreparedPoint
 
         hydra_cfg = HydraConfig.get()
-        plan = compile_job(cfg, self._context(hydra_cfg))
+        plan = compile_job(cfg, self._context(hydra_cfg, host))
         job = self.invocation.job(hydra_cfg.runtime.choices.get(JOB_OVERRIDE_KEY))
         for note in preset_notes(job, task_overrides(hydra_cfg), self.invocation.cwd):
             print(f"erun: note: {note}", file=sys.stderr)
         if self.invocation.dry_run:
             self._dry_run(plan, hydra_cfg)
-            return
-        self.exit_codes.append(start(plan, cfg, self.invocation.environ))
+        return PreparedPoint(plan, record_files(plan, cfg), tuple(task_overrides(hydra_cfg)))
 
-    def _context(self, hydra_cfg: Any) -> CompileContext:
+    def sweep_context(self) -> SweepContext:
+        from runner.sweep import SweepContext
+
+        inv = self.invocation
+        return SweepContext(environ=inv.environ, cwd=inv.cwd, dry_run=inv.dry_run is not None)
+
+    def fail(self, error: ErunError, folders: Sequence[Path] | None = None) -> None:
+        """Stop with `error`; the folders made for what never started (default: the current
+        point's) are dropped at the end when empty."""
+        self.error = error
+        if folders is None:
+            self._leave_no_trace()
+        else:
+            self.unused_dirs.extend(folders)
+
+    def finish(self, exit_status: int) -> None:
+        self.exit_codes.append(exit_status)
+
+    def _context(self, hydra_cfg: Any, host: HostInfo | None = None) -> CompileContext:
         from runner.compile import CompileContext
         from runner.devices import HostInfo
 
@@ -248,7 +306,7 @@ class Session:
         choice = hydra_cfg.runtime.choices.get(JOB_OVERRIDE_KEY)
         return CompileContext(
             run_dir=run_dir, run_id=uuid.uuid4().hex[:12], cwd=str(hydra_cfg.runtime.cwd),
-            host=HostInfo.detect(os.environ), job_name=choice,
+            host=host or HostInfo.detect(os.environ), job_name=choice,
             config_file=str(Path(run_dir) / "job.yaml"),
             sources=key_sources(self.invocation.job(choice), hydra_cfg),
         )
@@ -324,38 +382,36 @@ def preset_notes(job: jobfile.JobFile | None, overrides: list[str], cwd: Path) -
     return notes
 
 
-def start(plan: JobPlan, cfg: Any, environ: dict[str, str]) -> int:
+def start(prepared: PreparedPoint, environ: dict[str, str]) -> int:
     """Record the config (Hydra's .hydra/ files and the resolved job.yaml), then run the agent."""
-    from omegaconf import OmegaConf
-
     from runner.agent import Agent
     from runner.paths import RunPaths
 
-    run_dir = Path(plan.run_dir)
-    if RunPaths(run_dir).events.exists():
-        raise ConfigError("hydra.run.dir", f"{run_dir} already holds a run",
+    plan = prepared.plan
+    if RunPaths(Path(plan.run_dir)).events.exists():
+        raise ConfigError("hydra.run.dir", f"{plan.run_dir} already holds a run",
                           "choose a new directory, so the earlier run's record stays intact", COMMAND_LINE)
-    save_hydra_record(run_dir, cfg)
-    assert plan.config_file is not None
-    OmegaConf.save(cfg, plan.config_file, resolve=True)
+    prepared.write_files()
     return int(Agent(plan, environ=environ).run().exit_code)
 
 
-def save_hydra_record(run_dir: Path, cfg: Any) -> None:
-    """What Hydra writes to .hydra/ (unless the user chose hydra.output_subdir): config, Hydra's
-    settings, the command line's overrides."""
+def record_files(plan: JobPlan, cfg: Any) -> dict[str, str]:
+    """What the run directory gets before the agent starts, as text: Hydra's .hydra/ record
+    (config, Hydra's settings, the command line's overrides; unless the user chose
+    hydra.output_subdir, then Hydra wrote its own) and the resolved job config (job.yaml).
+    Rendered while Hydra's config for the point is current (`${hydra:...}` resolves)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     hydra_cfg: Any = HydraConfig.instance().cfg  # the whole {hydra: ...} node
-    assert hydra_cfg is not None
-    if hydra_cfg.hydra.output_subdir is not None:
-        return  # Hydra wrote its own
-    folder = run_dir / HYDRA_SUBDIR
-    folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml")
-    OmegaConf.save(hydra_cfg, folder / "hydra.yaml")
-    OmegaConf.save(hydra_cfg.hydra.overrides.task, folder / "overrides.yaml")
+    assert hydra_cfg is not None and plan.config_file is not None
+    files = {plan.config_file: OmegaConf.to_yaml(cfg, resolve=True)}
+    if hydra_cfg.hydra.output_subdir is None:
+        folder = Path(plan.run_dir) / HYDRA_SUBDIR
+        files[str(folder / "config.yaml")] = OmegaConf.to_yaml(cfg)
+        files[str(folder / "hydra.yaml")] = OmegaConf.to_yaml(hydra_cfg)
+        files[str(folder / "overrides.yaml")] = OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task)
+    return files
 
 
 def remove_empty_dirs(folder: Path, stop: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from runner.paths import RunPaths
 from runner.state import JobState, WorkerState
 
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+POINT_DIR = re.compile(r"\d+(_retry\d+)?")
 MULTIRUN_FILE = "multirun.yaml"
 # erun rewrites `+job=X` to this override (runner.app); people typed `+job=X`.
 JOB_OVERRIDE_PREFIX = "job@_global_="
@@ -312,10 +314,16 @@ def is_run_dir(directory: Path) -> bool:
 
 
 def point_dirs(sweep_dir: Path) -> list[Path]:
-    """The multirun points: numbered subdirectories that hold a run or Hydra's .hydra folder."""
+    """The multirun points: numbered subdirectories (N, or N_retryK when `--resume` ran point N
+    again) that hold a run or Hydra's .hydra folder; in order, each point's reruns after it."""
     found = [d for d in sweep_dir.iterdir()
-             if d.is_dir() and d.name.isdigit() and (is_run_dir(d) or (d / ".hydra").is_dir())]
-    return sorted(found, key=lambda d: int(d.name))
+             if d.is_dir() and POINT_DIR.fullmatch(d.name) and (is_run_dir(d) or (d / ".hydra").is_dir())]
+    return sorted(found, key=_point_order)
+
+
+def _point_order(folder: Path) -> tuple[int, int]:
+    number, _, retry = folder.name.partition("_retry")
+    return int(number), int(retry or 0)
 
 
 def load_sweep(sweep_dir: Path) -> SweepRecord:
