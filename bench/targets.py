@@ -60,9 +60,15 @@ def targets(rows: list[Row]) -> list[Target]:
     crash = sorted({r.case for r in rows if r.metric == "restart" and "ignores" not in r.case})
     restarts = [Target(f"restart after crash ({case})", "restart", case, 0.5, "torchrun-fresh", all_ok=True)
                 for case in crash]
+    multinode = [  # faster than torchrun; torchrun's default store does not absorb at all (2.13)
+        Target("2 nodes to init", "multi-node", "init 2 nodes x 1 worker", 1.0),
+        Target("4 nodes to init", "multi-node", "init 4 nodes x 1 worker", 1.0),
+        Target("absorb a late joiner", "multi-node", "absorb a late joiner (nnodes=1:2)", 1.0,
+               "torchrun-fresh", all_ok=True),
+    ]
     idle = [r.case for r in rows if r.metric == "overhead" and r.case.endswith("CPU idle supervision")]
     cpu = [Target("agent CPU over idle supervision", "overhead", case, 1.0) for case in idle[:1]]
-    return fixed + restarts + cpu
+    return fixed + restarts + multinode + cpu
 
 
 def median(rows: list[Row], metric: str, case: str, launcher: str) -> tuple[float | None, Row | None]:

@@ -38,7 +38,7 @@ from runner.filetimer import FileTimerServer
 from runner.guard import OrphanGuard
 from runner.health import HealthMonitor
 from runner.logs import OutputStream
-from runner.membership import Membership, Round, membership_for
+from runner.membership import Interrupted, Membership, Round, membership_for
 from runner.panel import PanelSampler
 from runner.paths import RunPaths
 from runner.plan import JobPlan
@@ -127,10 +127,14 @@ class Agent:
     def _run_attempts(self) -> RunResult:
         base_env = self.environ
         self._announce(base_env)
-        restart_count = 0
+        restart_count = spent = 0
         while True:
-            group_round = self.membership.next_round(restart_count)
-            restart_count = group_round.restart_count
+            try:
+                group_round = self.membership.next_round(restart_count, spent)
+            except Interrupted as stop:  # a stop signal while waiting for the other nodes
+                self.membership.leave()
+                return self._interrupted(stop.signum)
+            restart_count, spent = group_round.restart_count, group_round.spent
             outcome = self._run_attempt(len(self.history), group_round, base_env)
             self.history.append(outcome.result)
             assert self._paths is not None
@@ -143,7 +147,7 @@ class Agent:
             if outcome.succeeded:
                 self.membership.finish(succeeded=True)
                 return self._result(JobState.SUCCEEDED, ExitStatus.SUCCESS)
-            decision = self._decide(outcome)
+            decision = self._decide(outcome, spent)
             if not decision.restart:
                 self.membership.finish(succeeded=False)
                 return self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
@@ -151,10 +155,10 @@ class Agent:
             if signum is not None:
                 self.membership.leave()
                 return self._interrupted(signum)
-            restart_count += 1
+            restart_count, spent = restart_count + 1, decision.spent
 
-    def _decide(self, outcome: AttemptOutcome) -> restart.RestartDecision:
-        decision = restart.decide(self.plan.restart, self.history)
+    def _decide(self, outcome: AttemptOutcome, spent: int = 0) -> restart.RestartDecision:
+        decision = restart.decide(self.plan.restart, self.history, shared_spent=spent)
         cause = report.root_cause(outcome.result.failures)
         what = "the group failed"
         if cause is not None:
@@ -207,7 +211,7 @@ class Agent:
             self._timers.clear()
             timer_file = str(self._timers.path)
         ctx = AttemptContext(group_round.restart_count, group_round.master_addr, group_round.master_port,
-                             self.token, timer_file)
+                             self.token, timer_file, group_round.agent_store)
         group = WorkerGroup(self.plan, self._paths, attempt, group_round.layout, self._worker_changed,
                             self.console)
         result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time(),
@@ -259,7 +263,8 @@ class Agent:
             if next_poll is not None and time.monotonic() >= next_poll:
                 next_poll = self._next_membership_poll()
                 if self.membership.changed():
-                    self._note("nodes are waiting to join; re-forming the group (no restart spent)")
+                    self._note("the group changed (a node joins, or another node restarted or ended the "
+                               "job); re-forming it (no restart spent)")
                     self._stop(group, result, signal.SIGTERM, grace)
                     result.state = group.state = WorkerState.STOPPED
                     return AttemptOutcome(result, self._interrupt, regroup=True)

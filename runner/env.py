@@ -46,6 +46,7 @@ class AttemptContext:
     master_port: int
     token: str
     timer_file: str | None = None  # torch FileTimerClient's FIFO, when file timers are on
+    agent_store: bool = False  # the agent hosts this attempt's fresh store (multi-node)
 
 
 def default_omp_threads(nproc: int, cpus: int | None = None) -> int:
@@ -101,8 +102,9 @@ def worker_env(
         "TORCHELASTIC_RESTART_COUNT": str(ctx.restart_count),
         "TORCHELASTIC_MAX_RESTARTS": str(plan.restart.max_restarts),
         "TORCHELASTIC_RUN_ID": plan.run_id,
-        # Workers' rank 0 hosts the store on a fresh port each attempt: no stale keys.
-        "TORCHELASTIC_USE_AGENT_STORE": "False",
+        # A fresh store on a fresh port each attempt (no stale keys): hosted by the workers' rank 0,
+        # or (multi-node) by the agent of group rank 0, so no rank waits for it to come up.
+        "TORCHELASTIC_USE_AGENT_STORE": str(ctx.agent_store),
         "TORCH_NCCL_ASYNC_ERROR_HANDLING": base.get("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1"),
         "TORCHELASTIC_ERROR_FILE": error_file,
         "TORCHELASTIC_SIGNALS_TO_HANDLE": SIGNALS_TO_HANDLE,

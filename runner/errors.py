@@ -50,3 +50,10 @@ class LaunchError(ErunError):
     """The agent could not start a worker (executable missing, cwd gone, permission denied)."""
 
     exit_status = ExitStatus.BAD_INPUT
+
+
+class RendezvousError(ErunError):
+    """Nodes could not meet: the rendezvous endpoint is unreachable, too few nodes came before the
+    join timeout, the port is taken, or the job was closed by another node. One line, exit 1."""
+
+    exit_status = ExitStatus.JOB_FAILED

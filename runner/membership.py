@@ -29,6 +29,20 @@ class Round:
     restart_count: int
     # Nodes in the round (1 on a single node), for the log.
     nodes: int = 1
+    # Restarts the job has charged to its budget so far (the most any node of the round saw):
+    # the budget is the job's, not each node's.
+    spent: int = 0
+    # The agent of group rank 0 hosts a fresh store for this round's workers at MASTER_ADDR:PORT
+    # (TORCHELASTIC_USE_AGENT_STORE=True); else the workers' rank 0 hosts it.
+    agent_store: bool = False
+
+
+class Interrupted(Exception):
+    """A stop signal arrived while this node waited for its group (`next_round`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
 
 
 class Membership(Protocol):
@@ -36,12 +50,14 @@ class Membership(Protocol):
 
     poll_interval_s: float | None
 
-    def next_round(self, restart_count: int) -> Round:
-        """Block until this node is part of a group; `restart_count` is this node's view."""
+    def next_round(self, restart_count: int, spent: int = 0) -> Round:
+        """Block until this node is part of a group; `restart_count` and `spent` (restarts
+        charged to the budget) are this node's view. Raises `Interrupted` on a stop signal."""
         ...
 
     def changed(self) -> bool:
-        """True when the group should re-form without a failure (nodes are waiting to join)."""
+        """True when the group should re-form without a failure (nodes wait to join, another node
+        restarted, or the job ended elsewhere)."""
         ...
 
     def finish(self, succeeded: bool) -> None:
@@ -61,8 +77,8 @@ class Standalone:
     def __init__(self, plan: JobPlan) -> None:
         self._addr = plan.master_addr
 
-    def next_round(self, restart_count: int) -> Round:
-        return Round(SINGLE_NODE, self._addr, free_port(), restart_count)
+    def next_round(self, restart_count: int, spent: int = 0) -> Round:
+        return Round(SINGLE_NODE, self._addr, free_port(), restart_count, spent=spent)
 
     def changed(self) -> bool:
         return False

@@ -29,9 +29,12 @@ class RestartDecision:
 
 def decide(
     policy: RestartPlan, history: list[AttemptResult],
-    now: float | None = None, rng: random.Random | None = None,
+    now: float | None = None, rng: random.Random | None = None, shared_spent: int = 0,
 ) -> RestartDecision:
-    """After a failed attempt (the last in `history`): restart the group, or give up?"""
+    """After a failed attempt (the last in `history`): restart the group, or give up?
+
+    `shared_spent`: restarts the job already charged to its budget, as the nodes of the last
+    round agreed (several nodes share one budget); this node's own history may know fewer."""
     now = time.time() if now is None else now
     cause = _root_cause(history[-1])
     action = action_for(policy, cause)
@@ -40,7 +43,7 @@ def decide(
     loop = _crash_loop(policy, history, now)
     if loop:
         return RestartDecision(False, loop)
-    spent = budget_spent(policy, history[:-1])
+    spent = max(budget_spent(policy, history[:-1]), shared_spent)
     if _healthy_long_enough(policy, history[-1]):
         spent = 0
     delay = backoff_delay(policy.backoff, _streak(policy, history), rng)
