@@ -152,6 +152,7 @@ class TorchMembership:
         self._params = torch_parameters(plan.rdzv)
         self._handler: RendezvousHandler | None = None
         self._store: Store | None = None  # this round's store (erun's namespace in it)
+        self._round_store: Store | None = None
         self._world = 1
         self._generation = -1  # static only: the round number in the job's one store
         self._base: Store | None = None  # static only: that store
@@ -221,7 +222,9 @@ class TorchMembership:
             if group_rank == 0:
                 store.set("master", json.dumps([self._master_addr(), self._serve_workers()]))
             infos, (addr, port) = self._read_round(store, nodes)
-        self._store, self._world = store, nodes
+        # Keep the round's own store alive too: etcd's is a Python object that the prefixed one
+        # only points to (once collected, every call through the prefix fails).
+        self._round_store, self._store, self._world = info.store, store, nodes
         return Round(layout_for(group_rank, infos), addr, int(port), max(n.restart_count for n in infos),
                      nodes=nodes, spent=max(n.spent for n in infos), agent_store=True)
 
@@ -236,7 +239,7 @@ class TorchMembership:
 
     def _connect(self) -> RendezvousHandler:
         """torch's handler; c10d connects to (or hosts) its store here, etcd checks the server."""
-        _quiet_torch_logs()
+        _quiet_torch_logs(self.rdzv.backend)
         with explained(self.rdzv, lambda: None):
             handler = self._factory(self._params)
         _tune_sync(handler, sync_interval(self.rdzv))
@@ -306,14 +309,25 @@ class TorchMembership:
             return
         timeout = float(self.rdzv.settings.get("exit_barrier_timeout", EXIT_BARRIER_TIMEOUT_S))
         deadline = time.monotonic() + timeout
-        try:
-            store.add("exit", 1)
-            while store.add("exit", 0) < self._world and not stops:
-                if time.monotonic() > deadline or self.changed():
-                    return
-                time.sleep(BARRIER_POLL_S)
-        except Exception:  # a node that finished first took the store with it: all are done
-            return
+        arrived = _try_add(store, 1)
+        checked_in, failures = arrived is not None, 0
+        while arrived is None or arrived < self._world:
+            if stops or time.monotonic() > deadline or self.changed():
+                return
+            time.sleep(BARRIER_POLL_S)
+            arrived = _try_add(store, 0 if checked_in else 1)
+            checked_in = checked_in or arrived is not None
+            failures = failures + 1 if arrived is None else 0
+            if failures >= GONE_AFTER_FAILED_POLLS:  # the store's host finished first: all are done
+                return
+
+
+def _try_add(store: Store, amount: int) -> int | None:
+    """The exit count after adding `amount`, or None when the store did not answer."""
+    try:
+        return int(store.add("exit", amount))
+    except Exception:
+        return None
 
 
 def _has(store: Store, key: str) -> bool:
@@ -375,10 +389,13 @@ class _Pacer:
 PACER = _Pacer()
 
 
-def _quiet_torch_logs() -> None:
+def _quiet_torch_logs(backend: str) -> None:
     """torch's etcd rendezvous prints INFO lines through a handler of its own; the dynamic one
     warns when a store that a finished node took with it is gone. erun reports its own errors."""
-    logging.getLogger("torch.distributed.elastic.rendezvous.etcd_rendezvous").setLevel(logging.WARNING)
+    if backend == "etcd":
+        import torch.distributed.elastic.rendezvous.etcd_rendezvous  # noqa: F401 (its import sets INFO)
+
+        logging.getLogger("torch.distributed.elastic.rendezvous.etcd_rendezvous").setLevel(logging.WARNING)
     logging.getLogger("torch.distributed.elastic.rendezvous.dynamic_rendezvous").setLevel(logging.ERROR)
 
 

@@ -86,8 +86,7 @@ def job(erun: Erun) -> Iterator[Job]:
 
 
 def assert_succeeded(outcomes: list[tuple[int, str]]) -> None:
-    for code, err in outcomes:
-        assert code == 0, err
+    assert [code for code, _ in outcomes] == [0] * len(outcomes), "\n---\n".join(err for _, err in outcomes)
 
 
 def layout(results: list[dict[str, Any]]) -> set[tuple[str, ...]]:

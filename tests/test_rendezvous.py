@@ -247,3 +247,47 @@ def test_sync_interval_grows_with_the_job_to_torchs_second() -> None:
     assert sync_interval(RdzvPlan("c10d", "h:1", "j", 1, 50)) == 0.5
     assert sync_interval(RdzvPlan("c10d", "h:1", "j", 1, 1000)) == 1.0
     assert sync_interval(RdzvPlan("c10d", "h:1", "j", 1, 4, {"sync_interval": 1})) == 1.0
+
+
+class PythonStore(Store):
+    """A store written in Python, as torch's EtcdStore is: a PrefixStore over it only points to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, bytes] = {}
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value.encode() if isinstance(value, str) else bytes(value)
+
+    def get(self, key: str) -> bytes:
+        return self.data[key]
+
+    def add(self, key: str, amount: int) -> int:
+        value = int(self.data.get(key, b"0")) + amount
+        self.data[key] = str(value).encode()
+        return value
+
+    def check(self, keys: list[str]) -> bool:
+        return all(k in self.data for k in keys)
+
+    def wait(self, keys: list[str], timeout: Any = None) -> None:
+        assert self.check(keys)
+
+
+class FreshStoreHandler(FakeHandler):
+    """torch's etcd handler: a new Python store object for every round, held by nobody else."""
+
+    def next_rendezvous(self) -> RendezvousInfo:
+        return RendezvousInfo(PythonStore(), 0, 1, RendezvousStoreInfo("agent-host", 4242))
+
+
+def test_round_store_outlives_the_round_info_regression_etcd(tmp_path: Any) -> None:
+    """With etcd, the exit barrier failed with `pure virtual function ::c10d::Store::add` once the
+    round's Python store was collected, and a node closed the job before the others finished."""
+    import gc
+
+    member = TorchMembership(node_plan(tmp_path, 1), lambda _: FreshStoreHandler(HashStore(), 0, 1))
+    member.next_round(0)
+    gc.collect()
+    assert member._store is not None
+    assert member._store.add("exit", 1) == 1
