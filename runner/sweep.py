@@ -18,7 +18,6 @@ its number, so a resumed sweep finds its points even when their order changed.
 from __future__ import annotations
 
 import enum
-import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from runner.devices import HostInfo
 from runner.errors import ErunError, ExitStatus
 from runner.plan import JobPlan
+from runner.runlog import read_json
 
 SUMMARY_JSON = "sweep.json"
 SUMMARY_MD = "sweep.md"
@@ -229,14 +229,6 @@ def read_overrides(run_dir: Path) -> list[str] | None:
     except (OSError, yaml.YAMLError):
         return None
     return [str(o) for o in data] if isinstance(data, list) else None
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def outcome_of(result: PointResult) -> None:
