@@ -335,11 +335,13 @@ def _rdzv(c: dict[str, Any], min_nodes: int, max_nodes: int) -> RdzvPlan:
                           hint or f"use one of {', '.join(BACKENDS)} (or rdzv=c10d)")
     settings = dict(r.get("settings") or {})
     _check_settings(settings)
-    if backend == "standalone":
-        if max_nodes > 1:
-            raise ConfigError("nnodes", f"is {min_nodes}:{max_nodes} with rdzv.backend=standalone (one node)",
-                              "choose a multi-node backend, e.g. rdzv=c10d rdzv.endpoint=HOST:29400")
-    else:
+    if backend == "standalone" and max_nodes > 1:  # several nodes meet through c10d by default
+        if not r.get("endpoint"):
+            needs = f"is empty, but nnodes={min_nodes}:{max_nodes} needs a rendezvous"
+            raise ConfigError("rdzv.endpoint", needs,
+                              "set rdzv.endpoint=HOST:29400 (c10d, the multi-node default) or pick rdzv=...")
+        backend = "c10d"
+    if backend != "standalone":
         _check_endpoint(backend, str(r.get("endpoint") or ""))
     node_rank = c.get("node_rank")
     if backend == "static":

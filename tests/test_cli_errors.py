@@ -36,7 +36,7 @@ CASES = [
     (["nproc=["], "nproc", "cannot be parsed"),
     (["nnodes=3:2"], "nnodes", "1 <= MIN <= MAX"),
     (["nnodes=two"], "nnodes", "N or MIN:MAX"),
-    (["nnodes=2"], "nnodes", "standalone"),
+    (["nnodes=2"], "rdzv.endpoint", "c10d, the multi-node default"),
     (["rdzv.backend=c10"], "rdzv.backend", "did you mean `c10d`?"),
     (["rdzv=c10d", "nnodes=2", "rdzv.endpoint=node0:99999"], "rdzv.endpoint", "1 to 65535"),
     (["rdzv=c10d", "rdzv.endpoint=''"], "rdzv.endpoint", "is empty"),

@@ -154,6 +154,12 @@ def test_restart_logs_env_and_cwd_reach_the_plan(tmp_path: Path) -> None:
     assert plan.cwd == str(tmp_path / "work") and plan.role == "trainer"
 
 
+def test_several_nodes_meet_through_c10d_by_default(tmp_path: Path) -> None:
+    plan = compile_(tmp_path, nnodes="1:4", rdzv={"endpoint": "node0:29400", "id": "j7"})
+    assert (plan.rdzv.backend, plan.rdzv.endpoint, plan.rdzv.id) == ("c10d", "node0:29400", "j7")
+    assert (plan.rdzv.min_nodes, plan.rdzv.max_nodes) == (1, 4)
+
+
 def test_restart_policy_and_health_reach_the_plan(tmp_path: Path) -> None:
     rules = [{"action": "give_up", "exit_codes": [2]}, {"action": "always", "signals": ["KILL"]},
              {"action": "give_up", "reasons": ["memory_limit"]}]
@@ -197,7 +203,7 @@ def test_bad_policies_name_their_key(tmp_path: Path, keys: dict[str, Any], key: 
     ({"nproc": "lots"}, "nproc"),
     ({"nproc": True}, "nproc"),
     ({"nnodes": "4:2"}, "nnodes"),
-    ({"nnodes": 2}, "nnodes"),  # standalone is one node
+    ({"nnodes": 2}, "rdzv.endpoint"),  # several nodes need somewhere to meet
     ({"module": "json"}, "module"),  # and entrypoint: two entrypoints
     ({"entrypoint": "missing.py"}, "entrypoint"),
     ({"rdzv": {"backend": "zookeeper"}}, "rdzv.backend"),
