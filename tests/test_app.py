@@ -71,12 +71,17 @@ def test_dry_run_prints_the_plan_starts_nothing_and_leaves_nothing(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def main_without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`runner.cli.main(args)` in a fresh interpreter; exit 10 if it imported torch."""
+    code = (f"import sys; from runner.cli import main; rc = main({args!r}); "
+            "sys.exit(rc or 10 * ('torch' in sys.modules))")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_dry_run_is_fast_and_does_not_import_torch(tmp_path: Path) -> None:
     write_recorder_job(tmp_path)
-    code = ("import sys; from runner.cli import main; rc = main(['+job=train.yaml', '--dry-run']); "
-            "sys.exit(rc or 10 * ('torch' in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(),
-                            capture_output=True, text=True, timeout=60)
+    result = main_without_torch(["+job=train.yaml", "--dry-run"], tmp_path)
     assert result.returncode == 0, result.stderr
 
 
@@ -230,10 +235,7 @@ def test_a_used_run_directory_is_refused_and_its_record_kept(tmp_path: Path) -> 
 
 def test_a_real_run_does_not_import_torch_in_erun(tmp_path: Path) -> None:
     write_recorder_job(tmp_path)
-    code = ("import sys; from runner.cli import main; rc = main(['+job=train', 'hydra.run.dir=out']); "
-            "sys.exit(rc or 10 * ('torch' in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(),
-                            capture_output=True, text=True, timeout=60)
+    result = main_without_torch(["+job=train", "hydra.run.dir=out"], tmp_path)
     assert result.returncode == 0, result.stderr
 
 
