@@ -4,7 +4,7 @@
 
 1. as a path (relative to the working directory, or absolute), with or without the suffix;
 2. in ./conf/job/ (your project's jobs);
-3. among the jobs shipped with erun (conf/job/ in the erun checkout).
+3. among the jobs shipped with erun (conf/job/, installed or in the checkout: `runner.confdir`).
 
 The file found is checked against the schema (unknown keys are reported with the file's name
 and a "did you mean"), then linked as `job/NAME.yaml` into a per-invocation config folder that
@@ -22,11 +22,12 @@ from typing import Any
 
 import yaml
 
+from runner.confdir import shipped_conf
 from runner.errors import ConfigError
 from runner.keys import did_you_mean, suggest_key, unknown_keys
 
 SUFFIXES = (".yaml", ".yml")
-SHIPPED_CONF = Path(__file__).resolve().parent.parent / "conf"
+SHIPPED_CONF = shipped_conf()
 JOB_GROUP = "job"
 
 
