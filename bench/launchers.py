@@ -51,21 +51,25 @@ class Launcher(Protocol):
 
 
 class ErunPlan:
-    """erun's agent on a hand-written plan (`erun run-plan`): no Hydra in the path."""
+    """erun's agent on a hand-written plan (`erun run-plan`): no Hydra in the path. Defaults
+    everywhere; `warm=False` turns warm spares off (restart.prewarm.modules=[]): cold restarts."""
 
-    name = "erun"
+    def __init__(self, warm: bool = True) -> None:
+        self.warm = warm
+        self.name = "erun" if warm else "erun-cold"
 
     def available(self) -> str | None:
         return None
 
     def command(self, job: Job, work: Path) -> Command:
-        from runner.plan import EntrypointKind, EntrypointPlan, JobPlan, LogsPlan, RestartPlan
+        from runner.plan import EntrypointKind, EntrypointPlan, JobPlan, LogsPlan, PrewarmPlan, RestartPlan
 
         run_dir = work / "run"
         entrypoint = EntrypointPlan(EntrypointKind.SCRIPT, job.script, job.args)
+        prewarm = PrewarmPlan() if self.warm else PrewarmPlan(modules=())
         plan = JobPlan(
-            entrypoint, job.nproc, str(run_dir), f"bench-{work.name}",
-            logs=LogsPlan(console=False), restart=RestartPlan(job.max_restarts, job.stop_grace_s),
+            entrypoint, job.nproc, str(run_dir), f"bench-{work.name}", logs=LogsPlan(console=False),
+            restart=RestartPlan(job.max_restarts, job.stop_grace_s, prewarm=prewarm),
         )
         plan_file = work / "plan.json"
         plan_file.write_text(plan.to_json())
@@ -134,12 +138,14 @@ class Floor:
 
 
 ERUN = ErunPlan()
+ERUN_COLD = ErunPlan(warm=False)
 ERUN_HYDRA = ErunHydra()
 TORCHRUN = Torchrun(share_store=True)
 TORCHRUN_FRESH = Torchrun(share_store=False)
 FLOOR = Floor()
 
-BY_NAME: dict[str, Launcher] = {x.name: x for x in (ERUN, ERUN_HYDRA, TORCHRUN, TORCHRUN_FRESH, FLOOR)}
+BY_NAME: dict[str, Launcher] = {
+    x.name: x for x in (ERUN, ERUN_COLD, ERUN_HYDRA, TORCHRUN, TORCHRUN_FRESH, FLOOR)}
 
 
 def usable(names: tuple[str, ...]) -> list[Launcher]:

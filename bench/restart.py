@@ -1,7 +1,10 @@
 """restart: from a rank's failure until every rank of the next attempt has re-initialised gloo.
 
-The failing rank stamps `fail` just before it exits 1 (or SIGKILLs itself); every rank of
-attempt 1 stamps `init` after `init_process_group`. A restart recovers when all of them do
+The failing rank stamps `fail` just before it exits 1 (or SIGKILLs itself), STEADY_S after the
+group initialised (as in training, where a failure hits a group that has run for a while; by
+then erun's warm spares, `restart.prewarm`, have imported torch); every rank of attempt 1
+stamps `init` after `init_process_group`. The `early` case fails right after init, before the
+spares are ready: a cold restart. A restart recovers when all of them do
 within the timeout (the job is then stopped: what follows is not measured). The `stubborn`
 case adds a rank that ignores SIGTERM: the launcher has to wait out its stop grace (erun:
 restart.stop_grace_s; torchrun: a fixed 30 s) and SIGKILL it. For erun, events.jsonl splits
@@ -22,6 +25,8 @@ NAME = "restart"
 TITLE = "restart: rank failure until all ranks of the next attempt re-initialised gloo (ok = recovered)"
 PARTS = ("failure to FAILED event (detected)", "failure to last HEALTHY of attempt 1 (respawned)")
 CRASH_GRACE_S = 10.0  # erun's default stop_grace_s; nobody ignores SIGTERM in the crash cases
+STEADY_S = 4.0  # erun's default restart.prewarm.after_s (2 s) + the spares' import of torch
+EARLY_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -31,11 +36,14 @@ class Failure:
     nproc: int
     mode: str  # "exit" | "sigkill"
     stubborn_rank: int | None = None
+    steady_s: float = STEADY_S
 
     @property
     def case(self) -> str:
         what = "exit 1" if self.mode == "exit" else "SIGKILL"
         extra = ", rank 0 ignores SIGTERM" if self.stubborn_rank is not None else ""
+        if self.steady_s < STEADY_S:
+            extra += f", {self.steady_s:g} s after init (cold)"
         return f"{what} nproc={self.nproc}{extra}"
 
     @property
@@ -43,8 +51,10 @@ class Failure:
         return self.nproc - 1
 
     def args(self, out: str) -> tuple[str, ...]:
-        args = (out, "--fail-rank", str(self.rank), "--fail-mode", self.mode)
-        return args + (("--stubborn-rank", str(self.stubborn_rank)) if self.stubborn_rank is not None else ())
+        args = (out, "--fail-rank", str(self.rank), "--fail-mode", self.mode,
+                "--steady-s", f"{self.steady_s:g}")
+        stubborn = ("--stubborn-rank", str(self.stubborn_rank)) if self.stubborn_rank is not None else ()
+        return args + stubborn
 
 
 @dataclass(frozen=True)

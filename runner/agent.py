@@ -26,14 +26,14 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner import record, report, restart
 from runner.console import Console, wants_panel
 from runner.env import AttemptContext, file_timers_enabled, omp_default
-from runner.errors import ConfigError, ExitStatus
+from runner.errors import ConfigError, ExitStatus, LaunchError
 from runner.filetimer import FileTimerServer
 from runner.guard import OrphanGuard
 from runner.health import HealthMonitor
@@ -43,6 +43,7 @@ from runner.panel import PanelSampler
 from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
+from runner.spares import SparePool
 from runner.state import AttemptResult, JobState, RunResult, WorkerState
 from runner.workers import Worker, WorkerGroup
 
@@ -88,6 +89,7 @@ class Agent:
         self.console = Console(panel=wants_panel(plan.logs.panel))
         self._panel: PanelSampler | None = None
         self._started = time.time()
+        self._spares = SparePool(plan)
 
     # -- the job ---------------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class Agent:
         try:
             return self._run_attempts()
         finally:
+            self._spares.close()
             if self._timers is not None:
                 self._timers.close()
             self._guard.close()
@@ -220,28 +223,34 @@ class Agent:
                     restart_count=group_round.restart_count, nodes=group_round.nodes,
                     group_rank=group_round.layout.group_rank)
         try:
-            group.start(ctx, base_env, self._watch)
+            group.start(ctx, base_env, self._watch, self._spares)
         except Exception:
             self._stop(group, result, signal.SIGKILL, 0.0)
             raise
         self._event("group_state", attempt=attempt, state=WorkerState.HEALTHY.value)
-        outcome = self._supervise(group, result)
+        spares_due = time.monotonic() + self.plan.restart.prewarm.after_s if self._spares.enabled else None
+        outcome = self._supervise(group, result, lambda: self._fill_spares(group, ctx, base_env), spares_due)
         result.workers = [w.result() for w in group.workers]
         result.end = time.time()
         self._event("group_state", attempt=attempt, state=result.state.value)
         return outcome
 
-    def _supervise(self, group: WorkerGroup, result: AttemptResult) -> AttemptOutcome:
-        """Wait for the group to finish, fail, regroup or be interrupted; leave nothing running."""
+    def _supervise(self, group: WorkerGroup, result: AttemptResult, fill_spares: Callable[[], None],
+                   spares_due: float | None) -> AttemptOutcome:
+        """Wait for the group to finish, fail, regroup or be interrupted; leave nothing running
+        but the next attempt's spares (started once, at `spares_due`)."""
         monitor = HealthMonitor(self.plan.health, self._timers)
         next_poll = self._next_membership_poll()
         grace = self.plan.restart.stop_grace_s
         next_panel = self._refresh_panel(group, result)
         while True:
-            deadline = _earliest(monitor.next_due(), next_poll, next_panel)
+            deadline = _earliest(monitor.next_due(), next_poll, next_panel, spares_due)
             signums = self._wait(group, deadline=deadline, stopping=False)
             if next_panel is not None and time.monotonic() >= next_panel:
                 next_panel = self._refresh_panel(group, result)
+            if spares_due is not None and time.monotonic() >= spares_due and group.running():
+                spares_due = None
+                fill_spares()
             stop = next((s for s in signums if s in STOP_SIGNALS), None)
             if stop is not None:
                 self._note(f"received {signal.Signals(stop).name}; stopping {len(group.running())} workers")
@@ -268,6 +277,25 @@ class Agent:
                     self._stop(group, result, signal.SIGTERM, grace)
                     result.state = group.state = WorkerState.STOPPED
                     return AttemptOutcome(result, self._interrupt, regroup=True)
+
+    def _fill_spares(self, group: WorkerGroup, ctx: AttemptContext, base_env: Mapping[str, str]) -> None:
+        """Start the next attempt's spares, each with the environment its rank will have then
+        (the port and the restart count may still change: the hand-over sets the final one)."""
+        if self._spares.filled:
+            return
+        following = dataclasses.replace(ctx, restart_count=ctx.restart_count + 1)
+        envs = [group.env(i, following, base_env, attempt=group.attempt + 1) for i in range(self.plan.nproc)]
+        try:
+            pids = self._spares.fill(envs)
+        except LaunchError as e:
+            self._note(f"no warm spares: {e}; restarts start cold")
+            self._spares.close()
+            return
+        assert self._guard is not None
+        for pid in pids:
+            self._guard.watch(pid)
+        self._event("spares", attempt=group.attempt + 1, pids=pids,
+                    modules=list(self.plan.restart.prewarm.modules))
 
     def _refresh_panel(self, group: WorkerGroup, result: AttemptResult) -> float | None:
         """Redraw the live status panel (terminals only); returns when to redraw next."""
@@ -322,7 +350,7 @@ class Agent:
             self._note(f"rank {worker.rank} (pid {worker.pid}) survived SIGKILL for {KILL_WAIT_S:g} s "
                        f"(uninterruptible sleep?); leaving it behind", rank=worker.rank, pid=worker.pid)
             group.abandon(worker)
-        swept = group.sweep(self.token, signal.SIGKILL)
+        swept = group.sweep(self.token, signal.SIGKILL, self._spares.pids())
         if swept:
             self._event("swept", pids=swept)
         self._release(group)
@@ -383,6 +411,8 @@ class Agent:
         fields: dict[str, object] = {"attempt": worker.attempt, "rank": worker.rank, "state": state.value}
         if state is WorkerState.HEALTHY:
             fields["pid"] = worker.pid
+            if worker.warm:
+                fields["warm"] = True
         if worker.exit is not None:
             fields.update(exit_code=worker.exit.exit_code, signal=worker.exit.signal_name)
         self._event("worker_state", **fields)

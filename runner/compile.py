@@ -36,6 +36,7 @@ from runner.plan import (
     HealthPlan,
     JobPlan,
     LogsPlan,
+    PrewarmPlan,
     RdzvPlan,
     RestartPlan,
 )
@@ -396,7 +397,8 @@ def _restart(r: Mapping[str, Any]) -> RestartPlan:
     policy = {k: r[k] for k in POLICY_KEYS if k in r}
     rules = tuple(_rule(i, rule) for i, rule in enumerate(r.get("rules") or ()))
     return RestartPlan(max_restarts=max_restarts, stop_grace_s=grace, rules=rules,
-                       backoff=BackoffPlan(**(r.get("backoff") or {})), **policy)
+                       backoff=BackoffPlan(**(r.get("backoff") or {})),
+                       prewarm=PrewarmPlan(**(r.get("prewarm") or {})), **policy)
 
 
 POLICY_KEYS = ("default", "crash_loop_failures", "crash_loop_window_s", "reset_after_s")

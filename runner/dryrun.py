@@ -9,6 +9,7 @@ import json
 import shlex
 
 from runner.plan import ExitRule, JobPlan
+from runner.spares import SparePool
 
 
 def describe(plan: JobPlan) -> str:
@@ -71,6 +72,9 @@ def _restart(plan: JobPlan) -> str:
     if r.reset_after_s:
         parts.append(f"budget back after {r.reset_after_s:g} s healthy")
     parts.append(f"stop grace {r.stop_grace_s:g} s")
+    if SparePool(plan).enabled:
+        parts.append(f"warm spares importing {', '.join(r.prewarm.modules)} from {r.prewarm.after_s:g} s "
+                     "into each attempt")
     return "; ".join(parts)
 
 

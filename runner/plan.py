@@ -112,6 +112,24 @@ class ExitRule:
 
 
 @dataclass(frozen=True)
+class PrewarmPlan:
+    """Warm spares (`runner.spares`): while an attempt runs, one interpreter per local rank starts
+    `after_s` after it, imports `modules` and waits; a restart hands each rank to its spare, so
+    the next attempt skips the interpreter start and those imports. No modules: no spares."""
+
+    modules: tuple[str, ...] = ("torch",)
+    after_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modules", tuple(str(m) for m in self.modules))
+        _non_negative("restart.prewarm.after_s", self.after_s)
+        bad = next((m for m in self.modules if not all(p.isidentifier() for p in m.split("."))), None)
+        if bad is not None:
+            raise ConfigError("restart.prewarm.modules", f"has `{bad}`, not a module name",
+                              "list importable modules, e.g. [torch, numpy]")
+
+
+@dataclass(frozen=True)
 class RestartPlan:
     """When the group is restarted, after how long, and how long a stop may take.
 
@@ -129,6 +147,7 @@ class RestartPlan:
     crash_loop_failures: int = 0
     crash_loop_window_s: float = 300.0
     reset_after_s: float = 0.0
+    prewarm: PrewarmPlan = field(default_factory=PrewarmPlan)
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0:
@@ -139,9 +158,17 @@ class RestartPlan:
         _non_negative("restart.reset_after_s", self.reset_after_s)
         if isinstance(self.backoff, Mapping):
             object.__setattr__(self, "backoff", BackoffPlan(**self.backoff))
+        if isinstance(self.prewarm, Mapping):
+            object.__setattr__(self, "prewarm", PrewarmPlan(**self.prewarm))
         object.__setattr__(self, "rules", tuple(
             ExitRule(**r) if isinstance(r, Mapping) else r for r in self.rules))
         object.__setattr__(self, "default", _enum(RuleAction, self.default, "restart.default"))
+
+    @property
+    def can_restart(self) -> bool:
+        """Whether any failure could ever be restarted (budget, or a rule that needs none)."""
+        always = RuleAction.ALWAYS
+        return self.max_restarts > 0 or self.default is always or any(r.action is always for r in self.rules)
 
 
 def _non_negative(key: str, value: float) -> None:

@@ -57,15 +57,16 @@ class Process:
                 os.close(fd)
 
 
-def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Process:
-    """Start a worker in its own session, output to pipes the agent reads."""
+def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
+          pass_fds: Sequence[int] = ()) -> Process:
+    """Start a worker in its own session, output to pipes the agent reads (and `pass_fds` open)."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     parent = os.getpid()
     try:
         popen = subprocess.Popen(
             list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-            stdout=out_w, stderr=err_w, start_new_session=True,
+            stdout=out_w, stderr=err_w, start_new_session=True, pass_fds=tuple(pass_fds),
             preexec_fn=lambda: _die_with_parent(parent),
         )
     except OSError as e:

@@ -67,6 +67,16 @@ class RuleConf:
 
 
 @dataclass
+class PrewarmConf:
+    """Warm spares: the next attempt's interpreters, started ahead with the slow imports done."""
+
+    modules: list[str] = field(default_factory=lambda: ["torch"], metadata={
+        "help": "Modules each spare imports ahead of a restart; [] turns spares off."})
+    after_s: float = _key(2.0, "Seconds after an attempt starts before its spares start "
+                          "(the attempt's own imports go first).")
+
+
+@dataclass
 class RestartConf:
     """When the worker group is restarted after a failure, after how long, and when to give up."""
 
@@ -81,6 +91,8 @@ class RestartConf:
     crash_loop_window_s: float = _key(300.0, "The crash-loop guard's window, in seconds.")
     reset_after_s: float = _key(
         0.0, "An attempt that ran this long before failing gives the whole budget back (0: never).")
+    prewarm: PrewarmConf = _keys(PrewarmConf, "Warm spares: restarts skip the interpreter start and "
+                                 "the imports of `modules` (when the policy can restart).")
 
 
 @dataclass

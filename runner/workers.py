@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from runner.env import SINGLE_NODE, AttemptContext, RankLayout, worker_env
 from runner.health import Verdict, WatchedRank
 from runner.paths import RunPaths
 from runner.plan import JobPlan
+from runner.spares import SparePool
 from runner.state import ExitInfo, Failure, WorkerResult, WorkerState
 
 StateObserver = Callable[["Worker", WorkerState], None]
@@ -41,6 +42,7 @@ class Worker:
     exit: ExitInfo | None = None
     # Set when a watchdog condemned this rank: it ends FAILED with this reason, not STOPPED.
     verdict: Verdict | None = None
+    warm: bool = False  # started from a warm spare (runner.spares), not a fresh interpreter
 
     @property
     def pid(self) -> int | None:
@@ -105,21 +107,29 @@ class WorkerGroup:
         ]
 
     def start(self, ctx: AttemptContext, base_env: Mapping[str, str],
-              on_spawn: Callable[[Worker], None]) -> None:
-        """INIT -> HEALTHY: spawn every worker, each with its log files and pipes."""
+              on_spawn: Callable[[Worker], None], spares: SparePool | None = None) -> None:
+        """INIT -> HEALTHY: spawn every worker (or hand it to its warm spare), with log files and pipes."""
         argv = self.plan.entrypoint.argv()
         for worker in self.workers:
             rank_dir = self.paths.rank_dir(self.attempt, worker.rank)
             rank_dir.mkdir(parents=True, exist_ok=True)
-            env = worker_env(self.plan, worker.local_rank, ctx,
-                             str(self.paths.error_file(self.attempt, worker.rank)), base_env, self.layout,
-                             heartbeat_file=str(self.paths.heartbeat(self.attempt, worker.rank)))
-            worker.process = processes.spawn(argv, env, self.plan.cwd)
+            env = self.env(worker.local_rank, ctx, base_env)
+            process = spares.take(worker.local_rank, argv, env, self.plan.cwd) if spares else None
+            worker.warm = process is not None
+            worker.process = process or processes.spawn(argv, env, self.plan.cwd)
             worker.start = time.time()
             worker.streams = self._streams(worker)
             self._set(worker, WorkerState.HEALTHY)
             on_spawn(worker)
         self.state = WorkerState.HEALTHY
+
+    def env(self, local_rank: int, ctx: AttemptContext, base_env: Mapping[str, str],
+            attempt: int | None = None) -> dict[str, str]:
+        """The environment of `local_rank` in this attempt (or, for a spare, in `attempt`)."""
+        attempt = self.attempt if attempt is None else attempt
+        rank = self.layout.rank_offset + local_rank
+        return worker_env(self.plan, local_rank, ctx, str(self.paths.error_file(attempt, rank)), base_env,
+                          self.layout, heartbeat_file=str(self.paths.heartbeat(attempt, rank)))
 
     def _streams(self, worker: Worker) -> list[logs.OutputStream]:
         assert worker.process is not None
@@ -186,12 +196,13 @@ class WorkerGroup:
             assert worker.pid is not None
             processes.signal_group(worker.pid, signum)
 
-    def sweep(self, token: str, signum: int) -> list[int]:
-        """Signal what is left of every worker's tree: its group, and escaped descendants."""
+    def sweep(self, token: str, signum: int, spare_pids: Sequence[int] = ()) -> list[int]:
+        """Signal what is left of every worker's tree: its group, and escaped descendants
+        (all carry the token; the next attempt's spares carry it too and are left alone)."""
         for worker in self.workers:
             if worker.pid is not None:
                 processes.signal_group(worker.pid, signum)
-        return processes.kill_marked(token, signum)
+        return processes.kill_marked(token, signum, exclude=spare_pids)
 
     def close(self) -> None:
         """Flush and close every stream and descriptor (after all workers ended)."""

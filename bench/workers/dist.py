@@ -1,9 +1,10 @@
 """A torch worker: init the gloo process group, stamp `init`, and maybe fail on attempt 0.
 
-Usage: dist.py OUT_DIR [--fail-rank R] [--fail-mode exit|sigkill] [--stubborn-rank R]
+Usage: dist.py OUT_DIR [--fail-rank R] [--fail-mode exit|sigkill] [--stubborn-rank R] [--steady-s S]
 
-Attempt 0 with --fail-rank: every rank inits and meets at a barrier (the group is steady);
-then rank R stamps `fail` and exits 1 (or SIGKILLs itself), the --stubborn-rank ignores
+Attempt 0 with --fail-rank: every rank inits and meets at a barrier, the group runs steady for
+S seconds (as training would: a failure rarely hits a group that has just started); then rank
+R stamps `fail` and exits 1 (or SIGKILLs itself), the --stubborn-rank ignores
 SIGTERM, and the others sleep until the launcher stops them. Any later attempt (and any run
 without --fail-rank) inits, stamps `init`, meets at a barrier and exits 0.
 """
@@ -25,6 +26,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--fail-rank", type=int, default=None)
     parser.add_argument("--fail-mode", choices=("exit", "sigkill"), default="exit")
     parser.add_argument("--stubborn-rank", type=int, default=None)
+    parser.add_argument("--steady-s", type=float, default=0.2)
     return parser.parse_args()
 
 
@@ -45,7 +47,7 @@ def main() -> None:
     if args.fail_rank is None or attempt() > 0:
         dist.destroy_process_group()
         return
-    time.sleep(0.2)  # let every rank leave the barrier: the failure hits a steady group
+    time.sleep(args.steady_s)  # every rank has left the barrier: the failure hits a steady group
     if rank() == args.fail_rank:
         fail(args.out, args.fail_mode)
     while True:
