@@ -138,6 +138,7 @@ class AttemptRecord:
     end: float | None = None
     state: str = WorkerState.INIT.value
     master_port: int | None = None
+    restart_count: int | None = None  # None: an old record; the attempt number stands in
     ranks: list[RankSpan] = field(default_factory=list)
     failures: list[FailureRecord] = field(default_factory=list)
     killed_after_grace: list[int] = field(default_factory=list)
@@ -209,7 +210,11 @@ class RunRecord:
 
     @property
     def restarts(self) -> int:
-        return max(0, len(self.attempts) - 1)
+        """The job's restarts: a multi-node regroup is an attempt, not a restart."""
+        if not self.attempts:
+            return 0
+        last = self.attempts[-1]
+        return last.restart_count if last.restart_count is not None else max(0, len(self.attempts) - 1)
 
     @property
     def current(self) -> AttemptRecord | None:
@@ -421,6 +426,7 @@ def _attempt_from_dict(data: Mapping[str, Any]) -> AttemptRecord:
     attempt = AttemptRecord(
         attempt=int(data["attempt"]), start=_float(data.get("start")), end=_float(data.get("end")),
         state=str(data.get("state", WorkerState.INIT.value)), master_port=data.get("master_port"),
+        restart_count=data.get("restart_count"),
         killed_after_grace=[int(r) for r in data.get("killed_after_grace", [])],
     )
     attempt.ranks = sorted((_span_from_dict(attempt.attempt, w) for w in data.get("workers", [])),
@@ -482,6 +488,7 @@ def _on_group_state(attempts: dict[int, AttemptRecord], event: Event, verdicts: 
         verdicts.clear()
         attempt.start = event.time
         attempt.master_port = event.get("master_port")
+        attempt.restart_count = event.get("restart_count")
     elif Outcome.of(attempt.state) is not Outcome.RUNNING:
         attempt.end = event.time
 

@@ -191,7 +191,9 @@ class RunResult:
 
     @property
     def restarts(self) -> int:
-        return max(0, len(self.attempts) - 1)
+        """The job's restarts (TORCHELASTIC_RESTART_COUNT of the last attempt): an attempt that
+        only re-formed the group for a joining node is an attempt, not a restart."""
+        return self.attempts[-1].restart_count if self.attempts else 0
 
     @property
     def failures(self) -> list[Failure]:

@@ -153,7 +153,7 @@ def failed_result() -> RunResult:
         1, 30001, 6.0, 11.0, WorkerState.FAILED,
         workers=[WorkerResult(0, 0, 100, 6.0, 10.5, WorkerState.FAILED, ExitInfo(1)),
                  WorkerResult(1, 1, 101, 6.0, 10.0, WorkerState.FAILED, ExitInfo(None, signal.SIGSEGV))],
-        failures=[other, cause], killed_after_grace=[2],
+        failures=[other, cause], killed_after_grace=[2], restart_count=1,
     )
     return RunResult(JobState.FAILED, 1, [first, second], root_cause=cause, run_dir="/runs/r")
 
@@ -164,6 +164,16 @@ def test_root_cause_is_the_first_failure_in_time_then_the_lowest_rank() -> None:
     tie_low, tie_high = failure(1, 1.0, 1), failure(2, 1.0, 1)
     assert report.root_cause([tie_high, tie_low]) is tie_low
     assert report.root_cause([]) is None
+
+
+def test_a_regroup_is_an_attempt_but_not_a_restart() -> None:
+    # attempt 1 re-formed the group for a joining node (same restart count); attempt 2 restarted
+    attempts = [AttemptResult(i, 30000 + i, float(i), restart_count=count, state=WorkerState.STOPPED)
+                for i, count in enumerate((0, 0, 1))]
+    result = RunResult(JobState.SUCCEEDED, 0, attempts, run_dir="r")
+    assert (result.to_dict()["attempts"], result.restarts) == (3, 1)
+    assert "(3 attempts, 1 restart)" in report.render(result, 1.0)
+    assert RunResult(JobState.FAILED, 1, []).restarts == 0
 
 
 def test_run_result_summary() -> None:
@@ -194,7 +204,8 @@ def test_interrupted_summary_names_the_signal() -> None:
 
 
 def test_success_report_is_one_line() -> None:
-    result = RunResult(JobState.SUCCEEDED, 0, [AttemptResult(0, 1, 0.0), AttemptResult(1, 2, 1.0)],
+    attempts = [AttemptResult(0, 1, 0.0), AttemptResult(1, 2, 1.0, restart_count=1)]
+    result = RunResult(JobState.SUCCEEDED, 0, attempts,
                        run_dir="/runs/r")
     text = report.render(result, 3.25)
     assert text == "erun: job succeeded in 3.2 s (2 attempts, 1 restart); run dir /runs/r"
