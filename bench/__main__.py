@@ -1,11 +1,13 @@
 """`python -m bench`: run every metric under erun, torchrun and the bare Popen floor.
 
-    python -m bench              # full: more repetitions and sizes (tens of minutes)
-    python -m bench --quick      # few repetitions, under ~3 minutes
-    python -m bench --smoke      # one tiny run per metric (the test suite's check)
+    python -m bench              # full: every size, 5 repetitions (roughly 40 minutes on 2 cores)
+    python -m bench --quick      # every metric, 1-3 repetitions (about 2.5 minutes; CI runs it)
+    python -m bench --smoke      # one tiny run per metric, about 15 s (tests/test_bench.py)
     python -m bench --save       # also copy the Markdown to bench/RESULTS.md (for the README)
 
 Writes <out>/latest.md and <out>/latest.json (default out: bench/results, git-ignored).
+Exits 1 when the suite did not work (bench/checks.py: a metric raised or measured nothing
+for erun, a launcher never succeeded, processes were left behind), never because of speed.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import json
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import FrameType
 
-from bench import common, report
+from bench import checks, common, report
 from bench.config import MODES, BenchConfig
-from bench.registry import BY_NAME, METRICS
+from bench.registry import BY_NAME, METRICS, Metric
 from bench.targets import verdicts
 
 
@@ -50,12 +53,28 @@ def public_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def measure(cfg: BenchConfig, only: list[str] | None, results: report.Results) -> None:
-    for metric in METRICS:
-        if metric.pending or (only and metric.name not in only):
-            continue
+def selected(only: list[str] | None) -> list[Metric]:
+    return [m for m in METRICS if not m.pending and (not only or m.name in only)]
+
+
+def measure_one(metric: Metric, cfg: BenchConfig, results: report.Results) -> bool:
+    """Run one metric; a crash is recorded as a problem (False) and the other metrics still run."""
+    begin = time.time()
+    try:
         results.rows += metric.run(cfg)
+        return True
+    except Exception as exc:  # a crash fails the suite, but the rest is still measured and written
+        common.log(f"{metric.name} crashed:\n{traceback.format_exc()}")
+        results.problems.append(f"{metric.name}: crashed: {type(exc).__name__}: {exc}")
+        return False
+    finally:
         common.sweep_session()
+        results.durations[metric.name] = time.time() - begin
+
+
+def measure(cfg: BenchConfig, metrics: list[Metric], results: report.Results) -> None:
+    finished = [m.name for m in metrics if measure_one(m, cfg, results)]
+    results.problems += checks.problems(finished, results.rows)
 
 
 def write(results: report.Results, out: Path, save: bool) -> str:
@@ -77,14 +96,27 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     results = report.Results(report.command_line(public_argv(argv)), args.mode, time.time())
     try:
-        measure(MODES[args.mode], args.only, results)
+        measure(MODES[args.mode], selected(args.only), results)
     finally:
         common.sweep_session()
     results.survivors = len(common.survivors())
     results.duration_s = time.time() - results.started
     results.verdicts = verdicts(results.rows)
-    report.echo(write(results, args.out, args.save))
-    return 0 if results.survivors == 0 else 1
+    failed = failures(results)
+    if failed and args.save:
+        common.log("the suite did not work: bench/RESULTS.md left as it was")
+    report.echo(write(results, args.out, args.save and not failed))
+    for problem in failed:
+        common.log(f"PROBLEM: {problem}")
+    common.log(f"{'FAILED' if failed else 'done'} in {results.duration_s:.0f} s; "
+               f"results in {args.out}/latest.md and latest.json")
+    return 1 if failed else 0
+
+
+def failures(results: report.Results) -> list[str]:
+    """Why the suite did not work (empty when it did, whatever the numbers)."""
+    left = [f"{results.survivors} process(es) left behind"] if results.survivors else []
+    return results.problems + left
 
 
 if __name__ == "__main__":

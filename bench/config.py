@@ -1,4 +1,9 @@
-"""How much to measure: one `BenchConfig` per mode (smoke, quick, full)."""
+"""How much to measure: one `BenchConfig` per mode (smoke, quick, full).
+
+Every repetition count and size of every metric lives here, so that a mode's cost is read in
+one place. How long each mode takes is in bench/README.md; each run's results list the seconds
+every metric took.
+"""
 
 from __future__ import annotations
 
@@ -29,11 +34,24 @@ class BenchConfig:
     overhead_s: float
     overhead_reps: int
     overhead_launchers: tuple[str, ...]
+    multinode_nodes: tuple[int, ...]  # the init cases: N nodes of 1 worker each
+    multinode_reps: int  # per launcher and init case
+    multinode_absorb_reps: int
+    # torchrun's default shared store deadlocks absorbing a late joiner until the timeout (torch
+    # 2.13, bench/multinode.py): run it this many times (at most multinode_absorb_reps).
+    multinode_deadlock_reps: int
+    multinode_timeout_s: float
+    multinode_launchers: tuple[str, ...]
+    sweep_points: int  # a multirun of this many 1-process jobs
+    sweep_sleep_s: float  # each job's worker sleeps this long
+    sweep_reps: int
+    sweep_timeout_s: float
 
 
 ALL = ("erun", "erun-hydra", "torchrun", "floor")
 RESTART = ("erun", "erun-hydra", "torchrun-fresh", "torchrun", "floor")
 AGENTS = ("erun", "erun-hydra", "torchrun")
+NODES = ("erun", "torchrun", "torchrun-fresh")
 
 FULL = BenchConfig(
     mode="full", launch_reps=5, launch_torch_reps=5,
@@ -44,18 +62,28 @@ FULL = BenchConfig(
     restart_shared_store_cases=4,
     stubborn_reps=3, stubborn_torchrun_reps=2, stubborn_grace_s=2.0,
     overhead_s=20.0, overhead_reps=2, overhead_launchers=AGENTS,
+    multinode_nodes=(2, 4), multinode_reps=5, multinode_absorb_reps=5, multinode_deadlock_reps=1,
+    multinode_timeout_s=90.0, multinode_launchers=NODES,
+    sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0,
 )
 
+# About 3 minutes on 2 busy cores: every metric, erun and torchrun side by side in each, one
+# repetition where a run costs several seconds. Left out: launch at other sizes, restarts of 4
+# ranks, the stubborn rank (torchrun's side costs its fixed 30 s grace), torchrun's absorb
+# deadlock (a minute of timeout), the 8-point sweep.
 QUICK = BenchConfig(
     mode="quick", launch_reps=3, launch_torch_reps=2,
-    launch_trivial_nprocs=(1, 8), launch_torch_nprocs=(1, 4),
+    launch_trivial_nprocs=(8,), launch_torch_nprocs=(1,),
     launch_launchers=ALL, launch_timeout_s=60.0,
     # erun-hydra restarts in the same agent as erun (Hydra runs once, before the first attempt).
-    restart_cases=((2, "exit", 2), (2, "sigkill", 2), (4, "exit", 1)),
+    restart_cases=((2, "exit", 1), (2, "sigkill", 1)),
     restart_launchers=("erun", "torchrun-fresh", "torchrun", "floor"),
     restart_timeout_s=15.0, restart_shared_store_reps=1, restart_shared_store_cases=1,
-    stubborn_reps=1, stubborn_torchrun_reps=0, stubborn_grace_s=2.0,
-    overhead_s=5.0, overhead_reps=1, overhead_launchers=AGENTS,
+    stubborn_reps=0, stubborn_torchrun_reps=0, stubborn_grace_s=2.0,
+    overhead_s=3.0, overhead_reps=1, overhead_launchers=AGENTS,
+    multinode_nodes=(2, 4), multinode_reps=1, multinode_absorb_reps=1, multinode_deadlock_reps=0,
+    multinode_timeout_s=75.0, multinode_launchers=NODES,
+    sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0,
 )
 
 SMOKE = BenchConfig(
@@ -65,6 +93,9 @@ SMOKE = BenchConfig(
     restart_timeout_s=20.0, restart_shared_store_reps=0, restart_shared_store_cases=0,
     stubborn_reps=0, stubborn_torchrun_reps=0, stubborn_grace_s=2.0,
     overhead_s=1.0, overhead_reps=1, overhead_launchers=("erun",),
+    multinode_nodes=(2,), multinode_reps=1, multinode_absorb_reps=0, multinode_deadlock_reps=0,
+    multinode_timeout_s=60.0, multinode_launchers=("erun",),
+    sweep_points=2, sweep_sleep_s=0.2, sweep_reps=1, sweep_timeout_s=60.0,
 )
 
 MODES = {c.mode: c for c in (FULL, QUICK, SMOKE)}

@@ -5,9 +5,10 @@
 - `absorb a late joiner (nnodes=1:2)`: one node runs alone; a second starts; the value runs
   from just before its start until both ranks of the 2-node round initialised gloo. torchrun
   with its default shared agent store deadlocks here in torch 2.13 (the joiner waits for a
-  MASTER_ADDR nobody writes in the new round, until a 60 s timeout): it is run once per mode
-  and shown as not absorbed; torchrun-fresh (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1) is the
-  torchrun that does absorb, and the baseline of that target.
+  MASTER_ADDR nobody writes in the new round, until a 60 s timeout): it is run once in the
+  full mode (multinode_deadlock_reps, bench/config.py) and shown as not absorbed;
+  torchrun-fresh (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1) is the torchrun that does absorb, and
+  the baseline of that target.
 
 Every launcher gets the same rendezvous settings (last_call_timeout=1 s), the same worker
 (bench/workers/elastic.py) and the same local address (127.0.0.1).
@@ -29,24 +30,6 @@ from bench.launchers import torchrun_argv
 
 NAME = "multi-node"
 TITLE = "multi-node: N single-worker nodes (c10d on loopback) until all ranks initialised gloo"
-LAUNCHERS = ("erun", "torchrun", "torchrun-fresh")
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """How much to measure in one mode (kept here: BenchConfig belongs to the other metrics)."""
-
-    nodes: tuple[int, ...]  # the init cases
-    reps: int  # per launcher and init case
-    absorb_reps: int
-    timeout_s: float
-    launchers: tuple[str, ...] = LAUNCHERS
-
-
-SIZES = {"full": Sizes((2, 4), 5, 5, 90.0), "quick": Sizes((2, 4), 2, 2, 75.0),
-         "smoke": Sizes((2,), 1, 0, 60.0, ("erun",))}
-# torchrun's default shared store hangs for a minute in the absorb case: run it this often.
-DEADLOCK_REPS = 1
 SETTINGS = {"last_call_timeout": 1, "join_timeout": 60}
 INIT_CASE = "init {n} nodes x 1 worker"
 ABSORB_CASE = "absorb a late joiner (nnodes=1:2)"
@@ -140,24 +123,25 @@ def measure_absorb(launcher: str, timeout_s: float) -> float | None:
 
 
 def run(cfg: BenchConfig) -> list[Row]:
-    sizes = SIZES.get(cfg.mode, SIZES["quick"])
+    """Sizes from bench/config.py (multinode_*)."""
     rows: list[Row] = []
-    for nodes in sizes.nodes:
+    for nodes in cfg.multinode_nodes:
         log(f"multi-node: {INIT_CASE.format(n=nodes)}")
-        case = {name: Row(NAME, INIT_CASE.format(n=nodes), name) for name in sizes.launchers}
-        for _ in range(sizes.reps):
-            for name in sizes.launchers:  # interleaved, so noise hits every launcher alike
-                case[name].add(measure_init(name, nodes, sizes.timeout_s))
+        case = {name: Row(NAME, INIT_CASE.format(n=nodes), name) for name in cfg.multinode_launchers}
+        for _ in range(cfg.multinode_reps):
+            for name in cfg.multinode_launchers:  # interleaved, so noise hits every launcher alike
+                case[name].add(measure_init(name, nodes, cfg.multinode_timeout_s))
         rows += case.values()
-    if sizes.absorb_reps:
+    if cfg.multinode_absorb_reps:
         log(f"multi-node: {ABSORB_CASE}")
-        case = {name: Row(NAME, ABSORB_CASE, name) for name in sizes.launchers}
-        if "torchrun" in case:
-            case["torchrun"].note = "default shared store: deadlocks in torch 2.13 (see bench/multinode.py)"
-        for rep in range(sizes.absorb_reps):
-            for name in sizes.launchers:
-                if name == "torchrun" and rep >= DEADLOCK_REPS:
+        case = {name: Row(NAME, ABSORB_CASE, name) for name in cfg.multinode_launchers}
+        for rep in range(cfg.multinode_absorb_reps):
+            for name in cfg.multinode_launchers:
+                if name == "torchrun" and rep >= cfg.multinode_deadlock_reps:
                     continue
-                case[name].add(measure_absorb(name, sizes.timeout_s))
+                case[name].add(measure_absorb(name, cfg.multinode_timeout_s))
+        if "torchrun" in case:
+            case["torchrun"].note = ("default shared store: deadlocks in torch 2.13 (see bench/multinode.py)"
+                                     + ("" if case["torchrun"].runs else "; not run in this mode"))
         rows += case.values()
     return rows

@@ -31,12 +31,16 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     survivors: int = 0
+    durations: dict[str, float] = field(default_factory=dict)  # seconds per metric
+    problems: list[str] = field(default_factory=list)  # why the suite did not work (bench/checks.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "command": self.command, "mode": self.mode, "machine": machine(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "duration_s": round(self.duration_s, 1), "survivors": self.survivors,
+            "durations_s": {name: round(s, 1) for name, s in self.durations.items()},
+            "problems": self.problems,
             "metrics": [{"name": m.name, "title": m.title, "pending": m.pending} for m in METRICS],
             "rows": [r.to_dict() for r in self.rows], "targets": [v.to_dict() for v in self.verdicts],
         }
@@ -105,15 +109,26 @@ def targets_table(verdicts: list[Verdict]) -> list[str]:
     return lines
 
 
+def durations(results: Results) -> str:
+    return ", ".join(f"{name} {s:.0f} s" for name, s in results.durations.items())
+
+
+def problems(results: Results) -> list[str]:
+    if not results.problems:
+        return []
+    return ["## Problems: the suite did not work", "", *(f"- {p}" for p in results.problems), ""]
+
+
 def markdown(results: Results) -> str:
     m = machine()
     lines = [
         "# erun benchmark results", "",
-        f"Command: `{results.command}` (mode {results.mode}, {results.duration_s:.0f} s), "
-        f"{time.strftime('%Y-%m-%d', time.localtime(results.started))}.",
+        f"Command: `{results.command}` (mode {results.mode}, {results.duration_s:.0f} s: "
+        f"{durations(results)}), {time.strftime('%Y-%m-%d', time.localtime(results.started))}.",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['os']}, Python {m['python']}, torch {m['torch']}.",
         "Times in seconds (peak RSS in MiB); min / median / max over the runs that succeeded.", "",
-        f"> {NOISE}", "", "## Targets", "", *targets_table(results.verdicts), "", FLOOR_NOTE, "",
+        f"> {NOISE}", "", *problems(results),
+        "## Targets", "", *targets_table(results.verdicts), "", FLOOR_NOTE, "",
     ]
     for metric in METRICS:
         lines += [f"## {metric.title}", ""]

@@ -32,9 +32,10 @@ class Size:
     reps: int
     timeout_s: float
 
-
-# Sizes by bench mode (kept here, not in bench/config.py, while that file is being reworked).
-SIZES = {"smoke": Size(2, 0.2, 1, 60.0), "quick": Size(8, 2.0, 1, 120.0), "full": Size(8, 2.0, 3, 120.0)}
+    @classmethod
+    def of(cls, cfg: BenchConfig) -> Size:
+        """The mode's sizes (bench/config.py, sweep_*)."""
+        return cls(cfg.sweep_points, cfg.sweep_sleep_s, cfg.sweep_reps, cfg.sweep_timeout_s)
 
 
 def launchers(size: Size) -> dict[str, list[str]]:
@@ -66,7 +67,7 @@ def measure(extra: list[str], size: Size) -> float | None:
 
 
 def run(cfg: BenchConfig) -> list[Row]:
-    size = SIZES.get(cfg.mode, SIZES["quick"])
+    size = Size.of(cfg)
     case = f"{size.points} points x 1 proc sleeping {size.sleep_s:g} s"
     log(f"sweep {case}")
     named = launchers(size)

@@ -1,4 +1,5 @@
-"""The bench runs end to end: `python -m bench --smoke` prints the tables and writes valid JSON.
+"""The bench runs end to end: `python -m bench --smoke` prints the tables and writes valid JSON;
+and it exits 1 when the suite itself did not work, never because of speed (bench/checks.py).
 
 Never asserts on speed: the numbers depend on the machine and its load.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_TIMEOUT_S = 120
 
-pytestmark = pytest.mark.slow
+if str(REPO) not in sys.path:  # bench is not an installed package: import it from the checkout
+    sys.path.insert(0, str(REPO))
+
+from bench import __main__ as bench_main  # noqa: E402
+from bench.checks import problems  # noqa: E402
+from bench.common import Row  # noqa: E402
+from bench.registry import Metric  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +34,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complete
     return proc, out
 
 
+@pytest.mark.slow
 def test_smoke_exits_0_and_prints_the_tables(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     proc, out = smoke
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -40,10 +49,12 @@ def test_smoke_exits_0_and_prints_the_tables(smoke: tuple[subprocess.CompletedPr
         assert row in proc.stdout
 
 
+@pytest.mark.slow
 def test_smoke_json_is_valid_and_complete(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     proc, out = smoke
     data = json.loads((out / "latest.json").read_text())
-    assert data["mode"] == "smoke" and data["survivors"] == 0
+    assert data["mode"] == "smoke" and data["survivors"] == 0 and data["problems"] == []
+    assert set(data["durations_s"]) == {m["name"] for m in data["metrics"]}
     assert {"cores", "python", "torch"} <= set(data["machine"])
     assert {m["name"] for m in data["metrics"]} >= {"launch", "restart", "overhead", "multi-node", "sweep"}
     assert not [m["name"] for m in data["metrics"] if m["pending"]]
@@ -54,7 +65,74 @@ def test_smoke_json_is_valid_and_complete(smoke: tuple[subprocess.CompletedProce
     assert data["targets"] and all(t["result"] in ("PASS", "MISS", "n/a") for t in data["targets"])
 
 
+@pytest.mark.slow
 def test_results_hold_no_path_of_this_machine(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     proc, out = smoke
     text = (out / "latest.md").read_text() + (out / "latest.json").read_text()
     assert str(REPO) not in text and str(out) not in text
+
+
+# -- what fails the suite (no processes) -----------------------------------------------------
+
+
+def row(metric: str, launcher: str, ok: int, runs: int, case: str = "c") -> Row:
+    made = Row(metric, case, launcher)
+    for i in range(runs):
+        made.add(1.0 if i < ok else None)
+    return made
+
+
+def test_slow_runs_and_torchruns_expected_failures_are_no_problem() -> None:
+    rows = [row("restart", "erun", 1, 2), row("restart", "torchrun-fresh", 1, 1),
+            row("restart", "torchrun", 0, 1),  # the default shared store did not recover
+            row("multi-node", "erun", 1, 1, "absorb x"), row("multi-node", "torchrun", 0, 1, "absorb x"),
+            row("restart", "floor", 0, 0)]  # not run in this mode
+    assert problems(["restart", "multi-node"], rows) == []
+
+
+def test_a_metric_without_a_successful_erun_run_is_a_problem() -> None:
+    rows = [row("launch", "erun", 0, 2), row("launch (erun agent part)", "erun", 0, 0),
+            row("launch", "erun-hydra", 0, 0), row("launch", "torchrun", 2, 2)]
+    found = problems(["launch", "sweep"], rows)
+    assert any(p.startswith("launch: no successful erun") for p in found)
+    assert any(p.startswith("sweep: no successful erun") for p in found)  # it measured nothing
+
+
+def test_a_launcher_that_never_succeeds_in_a_metric_is_a_problem() -> None:
+    rows = [row("launch", "erun", 2, 2), row("launch", "torchrun", 0, 1, "a"),
+            row("launch", "torchrun", 0, 1, "b"), row("multi-node", "erun", 1, 1),
+            row("multi-node", "torchrun", 0, 1, "init 2 nodes")]  # not the expected deadlock
+    assert problems(["launch", "multi-node"], rows) == [
+        "launch: torchrun failed all 2 run(s); see the log above",
+        "multi-node: torchrun failed all 1 run(s); see the log above"]
+
+
+def run_main(metric: Callable[..., list[Row]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             *extra: str) -> tuple[int, dict[str, object]]:
+    monkeypatch.setattr(bench_main, "METRICS", (Metric("fake", "a fake metric", metric),))
+    monkeypatch.setattr(bench_main.signal, "signal", lambda *args: None)  # leave pytest's SIGTERM alone
+    status = bench_main.main(["--smoke", "--out", str(tmp_path), *extra])
+    return status, json.loads((tmp_path / "latest.json").read_text())
+
+
+def test_a_crashing_metric_exits_1_and_still_writes_the_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(cfg: object) -> list[Row]:
+        raise RuntimeError("boom")
+
+    status, data = run_main(crash, tmp_path, monkeypatch)
+    assert status == 1 and data["problems"] == ["fake: crashed: RuntimeError: boom"]
+
+
+def test_a_suite_that_measured_exits_0_whatever_the_numbers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    status, data = run_main(lambda cfg: [row("fake", "erun", 1, 3), row("fake", "torchrun", 1, 1)],
+                            tmp_path, monkeypatch)
+    assert status == 0 and data["problems"] == []
+
+
+def test_a_failed_suite_never_saves_results_md(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = tmp_path / "RESULTS.md"
+    monkeypatch.setattr(bench_main.common, "BENCH_DIR", tmp_path)
+    status, _ = run_main(lambda cfg: [row("fake", "erun", 0, 1)], tmp_path / "out", monkeypatch, "--save")
+    assert status == 1 and not saved.exists()
