@@ -28,6 +28,8 @@ class BenchConfig:
     # this many times, in the first restart_shared_store_cases cases only.
     restart_shared_store_reps: int
     restart_shared_store_cases: int
+    # A failure right after init, before the warm spares are ready (erun and torchrun-fresh).
+    restart_cold_reps: int
     stubborn_reps: int
     stubborn_torchrun_reps: int  # each costs torchrun's fixed 30 s grace
     stubborn_grace_s: float
@@ -49,7 +51,7 @@ class BenchConfig:
 
 
 ALL = ("erun", "erun-hydra", "torchrun", "floor")
-RESTART = ("erun", "erun-hydra", "torchrun-fresh", "torchrun", "floor")
+RESTART = ("erun", "erun-cold", "erun-hydra", "torchrun-fresh", "torchrun", "floor")
 AGENTS = ("erun", "erun-hydra", "torchrun")
 NODES = ("erun", "torchrun", "torchrun-fresh")
 
@@ -59,7 +61,7 @@ FULL = BenchConfig(
     launch_launchers=ALL, launch_timeout_s=120.0,
     restart_cases=((2, "exit", 5), (2, "sigkill", 5), (4, "exit", 5), (4, "sigkill", 5)),
     restart_launchers=RESTART, restart_timeout_s=60.0, restart_shared_store_reps=3,
-    restart_shared_store_cases=4,
+    restart_shared_store_cases=4, restart_cold_reps=3,
     stubborn_reps=3, stubborn_torchrun_reps=2, stubborn_grace_s=2.0,
     overhead_s=20.0, overhead_reps=2, overhead_launchers=AGENTS,
     multinode_nodes=(2, 4), multinode_reps=5, multinode_absorb_reps=5, multinode_deadlock_reps=1,
@@ -77,8 +79,8 @@ QUICK = BenchConfig(
     launch_launchers=ALL, launch_timeout_s=60.0,
     # erun-hydra restarts in the same agent as erun (Hydra runs once, before the first attempt).
     restart_cases=((2, "exit", 1), (2, "sigkill", 1)),
-    restart_launchers=("erun", "torchrun-fresh", "torchrun", "floor"),
-    restart_timeout_s=15.0, restart_shared_store_reps=1, restart_shared_store_cases=1,
+    restart_launchers=("erun", "erun-cold", "torchrun-fresh", "torchrun", "floor"),
+    restart_timeout_s=15.0, restart_shared_store_reps=1, restart_shared_store_cases=1, restart_cold_reps=1,
     stubborn_reps=0, stubborn_torchrun_reps=0, stubborn_grace_s=2.0,
     overhead_s=3.0, overhead_reps=1, overhead_launchers=AGENTS,
     multinode_nodes=(2, 4), multinode_reps=1, multinode_absorb_reps=1, multinode_deadlock_reps=0,
@@ -90,7 +92,7 @@ SMOKE = BenchConfig(
     mode="smoke", launch_reps=1, launch_torch_reps=1, launch_trivial_nprocs=(2,), launch_torch_nprocs=(),
     launch_launchers=("erun", "torchrun", "floor"), launch_timeout_s=30.0,
     restart_cases=((2, "exit", 1),), restart_launchers=("erun",),
-    restart_timeout_s=20.0, restart_shared_store_reps=0, restart_shared_store_cases=0,
+    restart_timeout_s=20.0, restart_shared_store_reps=0, restart_shared_store_cases=0, restart_cold_reps=0,
     stubborn_reps=0, stubborn_torchrun_reps=0, stubborn_grace_s=2.0,
     overhead_s=1.0, overhead_reps=1, overhead_launchers=("erun",),
     multinode_nodes=(2,), multinode_reps=1, multinode_absorb_reps=0, multinode_deadlock_reps=0,

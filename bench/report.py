@@ -19,7 +19,8 @@ NOISE = ("Numbers are wall-clock on a shared machine; other jobs ran at the same
          "times are noisy. Compare the ratios, and rerun before drawing conclusions from small gaps.")
 
 FLOOR_NOTE = ("`floor/baseline` is the bare Popen loop (bench/floor.py) over the baseline: the best ratio "
-              "any launcher could reach on this machine; a target below it is out of reach.")
+              "a launcher of fresh interpreters could reach on this machine. erun's warm restarts hand "
+              "the next attempt to interpreters that have already imported torch, so they can go below it.")
 
 
 @dataclass

@@ -129,6 +129,17 @@ def crash_cases(cfg: BenchConfig) -> list[Row]:
     return rows
 
 
+def cold_case(cfg: BenchConfig) -> list[Row]:
+    """A failure right after init: erun's spares are not ready yet, the restart is cold."""
+    if cfg.restart_cold_reps == 0:
+        return []
+    failure = Failure(2, "exit", steady_s=EARLY_S)
+    log(f"restart {failure.case}")
+    launchers = usable(("erun", "torchrun-fresh"))
+    return run_case(failure, launchers, {ln.name: cfg.restart_cold_reps for ln in launchers},
+                    cfg.restart_timeout_s, CRASH_GRACE_S)
+
+
 def stubborn_case(cfg: BenchConfig) -> list[Row]:
     if cfg.stubborn_reps == 0:
         return []
@@ -146,4 +157,4 @@ def stubborn_case(cfg: BenchConfig) -> list[Row]:
 
 
 def run(cfg: BenchConfig) -> list[Row]:
-    return crash_cases(cfg) + stubborn_case(cfg)
+    return crash_cases(cfg) + cold_case(cfg) + stubborn_case(cfg)

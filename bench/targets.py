@@ -33,7 +33,7 @@ class Verdict:
     base: float | None
     erun_ok: str
     result: str  # PASS | MISS | n/a
-    floor: float | None = None  # the bare Popen loop: what no launcher can beat
+    floor: float | None = None  # the bare Popen loop: the best any cold start can do
 
     @property
     def floor_ratio(self) -> float | None:
