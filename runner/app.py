@@ -1,10 +1,12 @@
 """`erun +job=train.yaml nproc=8 ...`: Hydra composes the job once, the compiler plans it, the agent runs it.
 
 Hydra's own flags (`--cfg job`, `--help`, `--info`, `hydra.run.dir=...`, `-m`) work as in any
-Hydra app; erun adds `--dry-run[=json]` and `--resume[=SWEEP_DIR]`. Each multirun point is a full
-job in its own directory; erun's launcher (hydra_plugins/erun_launcher, the default) runs them
-side by side on the node's slots (`runner.sweep`, `runner.sweeprun`), Hydra's basic launcher
-(`hydra/launcher=basic`) one after the other, in this process.
+Hydra app; erun adds `--dry-run[=json]` and `--resume[=SWEEP_DIR]`. A command line of overrides
+only (one run) is composed once, by `runner.hydra_run`; the rest goes through `@hydra.main`.
+Each multirun point is a full job in its own directory; erun's launcher
+(hydra_plugins/erun_launcher, the default) runs them side by side on the node's slots
+(`runner.sweep`, `runner.sweeprun`), Hydra's basic launcher (`hydra/launcher=basic`) one after
+the other, in this process.
 
 How the config is found (see conf/config.yaml for the precedence of its parts):
 - Hydra's main config folder is a per-invocation staging folder: erun's conf/config.yaml, links
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import jobfile
+from runner import gcpause, jobfile
 from runner.errors import ConfigError, ErunError, ExitStatus
 from runner.keys import did_you_mean, schema_keys
 
@@ -204,22 +206,28 @@ def search_path_overrides(args: list[str], cwd: Path) -> list[str]:
 
 
 def run_hydra(config_dir: Path, invocation: Invocation, task: Callable[[Any], None]) -> None:
-    """Hydra's main with erun's argv; its errors become ConfigErrors (one line, exit 2)."""
+    """Hydra's main with erun's argv (a plain run composes once: `runner.hydra_run`); its errors
+    become ConfigErrors (one line, exit 2)."""
     import hydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from runner.hydra_errors import translate
+    from runner.hydra_run import VERSION_BASE, run_once, takes
     from runner.schema import register_configs
 
     register_configs()
-    entry = hydra.main(version_base="1.3", config_path=str(config_dir), config_name=CONFIG_NAME)(task)
-    with _hydra_process_state(invocation.hydra_args):
+    entry = hydra.main(version_base=VERSION_BASE, config_path=str(config_dir), config_name=CONFIG_NAME)(task)
+    args = invocation.hydra_args
+    with _hydra_process_state(args):
         try:
-            entry()
+            if not (takes(args) and run_once(config_dir, CONFIG_NAME, args, task)):
+                gcpause.resume()  # Hydra's own path: -m, --help, ..., or what run_once leaves to it
+                entry()
         except ErunError:
             raise
         except (HydraException, OmegaConfBaseException) as e:
+            from runner.hydra_errors import translate
+
             raise translate(e, invocation) from None
         except SystemExit as e:  # --help, --info, argparse errors
             if e.code not in (0, None):
@@ -254,6 +262,7 @@ class Session:
     def run_point(self, cfg: Any) -> None:
         """Hydra's task function (one job, or the basic launcher's points one after the other).
         Errors wait until Hydra returns (it would log them first)."""
+        gcpause.resume()  # start-up is over: the point may run for days
         if self.error is not None or any(code >= ExitStatus.SIGNAL_BASE for code in self.exit_codes):
             return  # a multirun stops at its first bad point, or when a signal stopped a point
         try:

@@ -54,9 +54,12 @@ def _torchrun(args: Sequence[str]) -> int:
 
 
 def _hydra(args: Sequence[str]) -> int:
-    from runner.app import main as app_main
+    from runner import gcpause
 
-    return app_main(list(args))
+    with gcpause.paused():  # runner.app resumes it where the job starts
+        from runner.app import main as app_main
+
+        return app_main(list(args))
 
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

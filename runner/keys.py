@@ -8,7 +8,6 @@ user's: anything goes there.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -53,6 +52,8 @@ def unknown_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """' did you mean `x`?' for the closest candidate, or '' when none is close."""
+    import difflib  # only a mistake needs it
+
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"did you mean `{matches[0]}`?" if matches else ""
 
