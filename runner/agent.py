@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner import record, report, restart
 from runner.console import Console, wants_panel
@@ -39,13 +40,15 @@ from runner.guard import OrphanGuard
 from runner.health import HealthMonitor
 from runner.logs import OutputStream
 from runner.membership import Interrupted, Membership, Round, membership_for
-from runner.panel import PanelSampler
 from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.spares import SparePool
 from runner.state import AttemptResult, JobState, RunResult, WorkerState
 from runner.workers import Worker, WorkerGroup
+
+if TYPE_CHECKING:
+    from runner.panel import PanelSampler
 
 # After SIGKILL, how long to wait for the kernel to reap a rank (a rank stuck in
 # uninterruptible sleep may never go): stopping is always bounded in time.
@@ -87,7 +90,7 @@ class Agent:
         # A stop signal that arrived while a failed group was being stopped: it ends the job.
         self._interrupt: int | None = None
         self.console = Console(panel=wants_panel(plan.logs.panel))
-        self._panel: PanelSampler | None = None
+        self._panel: PanelSampler | None = None  # psutil is loaded only for a panel
         self._started = time.time()
         self._spares = SparePool(plan)
 
@@ -301,6 +304,8 @@ class Agent:
         """Redraw the live status panel (terminals only); returns when to redraw next."""
         if not self.console.panel_enabled:
             return None
+        from runner.panel import PanelSampler
+
         self._panel = self._panel or PanelSampler()
         self.console.panel(self._panel.rows(group, self._started, result.restart_count,
                                             self.plan.restart.max_restarts))

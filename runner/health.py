@@ -12,11 +12,13 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import psutil
+from typing import TYPE_CHECKING
 
 from runner.filetimer import FileTimerServer
 from runner.plan import HealthPlan
+
+if TYPE_CHECKING:
+    import psutil  # imported where trees are sampled: a job without watchdogs never loads it
 
 
 class HealthReason:
@@ -146,6 +148,8 @@ class HealthMonitor:
 
 
 def _tree(pid: int) -> list[psutil.Process]:
+    import psutil
+
     try:
         root = psutil.Process(pid)
         return [root, *root.children(recursive=True)]
@@ -162,6 +166,8 @@ def _owner(ranks: Sequence[WatchedRank], pid: int) -> WatchedRank | None:
 
 
 def _safe(read, default):  # type: ignore[no-untyped-def]
+    import psutil
+
     try:
         return read()
     except psutil.Error:

@@ -19,6 +19,15 @@ from runner.plan import JobPlan
 from runner.state import RunResult
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when it is missing or unreadable (summary.json comes late)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class EventLog:
     """Append-only events.jsonl; `note` also tells the person at the console."""
 

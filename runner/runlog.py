@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.errors import ConfigError
 from runner.paths import RunPaths
+from runner.record import read_json
 from runner.state import JobState, WorkerState
 
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
@@ -378,15 +379,6 @@ def parse_event(line: str) -> Event | None:
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return Event(stamp, kind, data)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file, or {} when it is missing or unreadable (summary.json comes late)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def read_overrides(run_dir: Path) -> list[str]:

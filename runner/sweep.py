@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from runner.devices import HostInfo
 from runner.errors import ErunError, ExitStatus
 from runner.plan import JobPlan
-from runner.runlog import read_json
+from runner.record import read_json
 
 SUMMARY_JSON = "sweep.json"
 SUMMARY_MD = "sweep.md"
