@@ -95,6 +95,7 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     signal.signal(signal.SIGTERM, on_stop)
     results = report.Results(report.command_line(public_argv(argv)), args.mode, time.time())
+    common.precompile_erun()
     try:
         measure(MODES[args.mode], selected(args.only), results)
     finally:

@@ -9,6 +9,7 @@ token, until none is left. `sweep_session` does the same for the whole bench run
 
 from __future__ import annotations
 
+import compileall
 import os
 import signal
 import statistics
@@ -266,3 +267,12 @@ def wait_for_stamps(out: Path, kind: str, attempt: int, nproc: int, deadline: fl
 
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def precompile_erun() -> None:
+    """Write erun's bytecode, as `pip install` does for an installed package (torch's is in its
+    wheel): a checkout run with PYTHONDONTWRITEBYTECODE=1 would otherwise compile erun's
+    sources on every launch, a cost no installed erun pays."""
+    for package in ("runner", "hydra_plugins"):
+        compileall.compile_dir(str(REPO_DIR / package), quiet=1)
+

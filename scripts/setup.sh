@@ -18,7 +18,9 @@ fi
 stamp=".venv/.erun-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing erun and its test tools" >&2
-  .venv/bin/pip install --quiet --disable-pip-version-check -e ".[test]"
+  # compat: a plain path entry. setuptools' default editable finder is imported by every Python
+  # that starts in the venv (about 9 ms each: the agent, every worker), which no installed erun costs.
+  .venv/bin/pip install --quiet --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
   touch "$stamp"
 fi
 # The etcd rendezvous tests start a real etcd server (Debian's etcd-server has the v2 API).

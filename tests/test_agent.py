@@ -24,6 +24,7 @@ from conftest import (
     wait_for_markers,
 )
 
+from runner import processes
 from runner.errors import ConfigError, LaunchError
 from runner.plan import EntrypointPlan, JobPlan, LogsPlan
 from runner.state import JobState, WorkerState
@@ -301,6 +302,21 @@ def test_agent_never_imports_torch(erun: Erun) -> None:
     for rank in (0, 1):
         maps = json.loads((out / f"maps_{rank}.json").read_text())
         assert maps["torch"] == []
+
+
+@pytest.mark.parametrize("setpriv", [True, False], ids=["setpriv", "preexec_fn"])
+def test_every_worker_dies_with_the_agent_by_its_parent_death_signal(
+        erun: Erun, monkeypatch: pytest.MonkeyPatch, setpriv: bool) -> None:
+    if setpriv and processes.SETPRIV is None:
+        pytest.skip("util-linux setpriv is not installed")
+    if not setpriv:
+        monkeypatch.setattr(processes, "SETPRIV", None)
+    out = erun.tmp_path / "pdeathsig"
+    out.mkdir()
+    assert erun.run(erun.plan("pdeathsig.py", out, nproc=2)).state is JobState.SUCCEEDED
+    for rank in (0, 1):
+        seen = json.loads((out / f"pdeathsig_{rank}.json").read_text())
+        assert seen == {"signal": signal.SIGKILL, "ppid": os.getpid()}
 
 
 def test_agent_in_process_leaves_torch_unimported(erun: Erun) -> None:
