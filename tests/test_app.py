@@ -124,6 +124,18 @@ def test_a_run_directory_holds_config_plan_and_record(tmp_path: Path) -> None:
     assert read_summary(out)["state"].lower() == "succeeded"
 
 
+def test_a_job_files_hydra_run_dir_wins_over_the_default_and_loses_to_the_command_line(
+        tmp_path: Path) -> None:
+    write_recorder_job(tmp_path, extra="hydra:\n  run:\n    dir: from_job/${hydra.job.name}\n")
+    result = erun(["+job=train.yaml"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_summary(tmp_path / "from_job" / "train")["state"] == "SUCCEEDED"
+    result = erun(["+job=train.yaml", "hydra.run.dir=from_cli"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "from_cli" / "summary.json").exists()
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_params_reach_the_script(tmp_path: Path) -> None:
     write_recorder_job(tmp_path)
     args = ["+job=train.yaml", "hydra.run.dir=out", "params.lr=1e-3", "params.opt.name=adam"]

@@ -42,6 +42,15 @@ def spare_pids(timeout: float = 30.0) -> list[int]:
     sys.exit(4)
 
 
+def wait_for_records(out: str, timeout: float = 30.0) -> None:
+    world = int(os.environ["WORLD_SIZE"])
+    deadline = time.monotonic() + timeout
+    while len(list(Path(out).glob(f"warm_a{attempt()}_r*.json"))) < world:
+        if time.monotonic() > deadline:
+            sys.exit(4)
+        time.sleep(0.02)
+
+
 def square(x: int) -> int:
     return x * x
 
@@ -56,6 +65,7 @@ def main() -> None:
             return
         if rank() != 1 or then == "hold":
             hang()
+        wait_for_records(out)  # every rank recorded its attempt 0 before the group is stopped
         if len(sys.argv) > 3:
             os.kill(pids[int(sys.argv[3])], signal.SIGKILL)
         sys.exit(1)
