@@ -51,6 +51,19 @@ def wait_for_records(out: str, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def kill_and_wait(pid: int, timeout: float = 30.0) -> None:
+    """SIGKILL the spare and wait until it is a zombie (dead, not yet reaped by the agent)."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
 def square(x: int) -> int:
     return x * x
 
@@ -67,7 +80,7 @@ def main() -> None:
             hang()
         wait_for_records(out)  # every rank recorded its attempt 0 before the group is stopped
         if len(sys.argv) > 3:
-            os.kill(pids[int(sys.argv[3])], signal.SIGKILL)
+            kill_and_wait(pids[int(sys.argv[3])])
         sys.exit(1)
     record(out)
     if then == "raise":
