@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from runner.plan import EntrypointKind, JobPlan
 SPARE_SCRIPT = str(Path(__file__).with_name("spare.py"))
 PIPE_SIZE = 1 << 16  # a pipe's default capacity
 MAX_MESSAGE = 1 << 20  # the default /proc/sys/fs/pipe-max-size
+KILL_WAIT_S = 5.0
 
 
 class Spare:
@@ -59,9 +61,12 @@ class Spare:
         return written == len(message)
 
     def discard(self) -> None:
-        """Kill it (its whole group) and reap it."""
+        """Kill it (its whole group) and reap it, waiting a bounded time (as for workers)."""
         processes.signal_group(self.process.pid, signal.SIGKILL)
-        self.process.popen.wait()
+        try:
+            self.process.popen.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:  # uninterruptible sleep: the guard sweeps it later
+            pass
         self.process.close()
 
 
