@@ -42,6 +42,7 @@ from runner.logs import OutputStream
 from runner.membership import Interrupted, Membership, Round, membership_for
 from runner.paths import RunPaths
 from runner.plan import JobPlan
+from runner.processes import KILL_WAIT_S
 from runner.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.spares import SparePool
 from runner.state import AttemptResult, JobState, RunResult, WorkerState
@@ -50,9 +51,6 @@ from runner.workers import Worker, WorkerGroup
 if TYPE_CHECKING:
     from runner.panel import PanelSampler
 
-# After SIGKILL, how long to wait for the kernel to reap a rank (a rank stuck in
-# uninterruptible sleep may never go): stopping is always bounded in time.
-KILL_WAIT_S = 5.0
 PANEL_INTERVAL_S = 1.0
 
 

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from runner.errors import LaunchError
 
 _PR_SET_PDEATHSIG = 1
+# After SIGKILL, how long to wait for the kernel to reap a process (one stuck in uninterruptible
+# sleep may never go): stopping a worker or a spare is always bounded in time.
+KILL_WAIT_S = 5.0
 SETPRIV = shutil.which("setpriv")
 
 

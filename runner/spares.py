@@ -34,7 +34,6 @@ from runner.plan import EntrypointKind, JobPlan
 SPARE_SCRIPT = str(Path(__file__).with_name("spare.py"))
 PIPE_SIZE = 1 << 16  # a pipe's default capacity
 MAX_MESSAGE = 1 << 20  # the default /proc/sys/fs/pipe-max-size
-KILL_WAIT_S = 5.0
 
 
 class Spare:
@@ -64,7 +63,7 @@ class Spare:
         """Kill it (its whole group) and reap it, waiting a bounded time (as for workers)."""
         processes.signal_group(self.process.pid, signal.SIGKILL)
         try:
-            self.process.popen.wait(timeout=KILL_WAIT_S)
+            self.process.popen.wait(timeout=processes.KILL_WAIT_S)
         except subprocess.TimeoutExpired:  # uninterruptible sleep: the guard sweeps it later
             pass
         self.process.close()
