@@ -71,7 +71,7 @@ class Node:
 
 
 def node_for(launcher: str, nnodes: str, target: int) -> Node:
-    from runner.membership import free_port
+    from runner.runtime.membership import free_port
 
     return Node(launcher, nnodes, f"127.0.0.1:{free_port('127.0.0.1')}", uuid.uuid4().hex[:12], target)
 

@@ -4,7 +4,7 @@ The package imports neither torch nor Hydra: the single-node agent starts fast, 
 can `import runner` for `runner.heartbeat()` at no cost.
 """
 
-from runner.liveness import heartbeat, step
+from runner.worker.liveness import heartbeat, step
 
 __all__ = ["heartbeat", "step"]
 __version__ = "0.1.0"

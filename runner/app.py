@@ -2,17 +2,17 @@
 
 Hydra's own flags (`--cfg job`, `--help`, `--info`, `hydra.run.dir=...`, `-m`) work as in any
 Hydra app; erun adds `--dry-run[=json]` and `--resume[=SWEEP_DIR]`. A command line of overrides
-only (one run) is composed once, by `runner.hydra_run`; the rest goes through `@hydra.main`.
+only (one run) is composed once, by `runner.config.hydra_run`; the rest goes through `@hydra.main`.
 Each multirun point is a full job in its own directory; erun's launcher
 (hydra_plugins/erun_launcher, the default) runs them side by side on the node's slots
-(`runner.sweep`, `runner.sweeprun`), Hydra's basic launcher (`hydra/launcher=basic`) one after
+(`runner.sweep.points`, `runner.sweep.run`), Hydra's basic launcher (`hydra/launcher=basic`) one after
 the other, in this process.
 
 How the config is found (see conf/config.yaml for the precedence of its parts):
 - Hydra's main config folder is a per-invocation staging folder: erun's conf/config.yaml, links
   to erun's preset groups (conf/restart, conf/rdzv, ...), and the job file(s) as job/NAME.yaml;
   your ./conf (your own presets, in new files) comes next on the search path;
-- `+job=...` is resolved by `runner.jobfile` and the override becomes `job@_global_=NAME`
+- `+job=...` is resolved by `runner.config.jobfile` and the override becomes `job@_global_=NAME`
   (job files hold top-level keys, so their package is _global_).
 
 Every mistake in the config, Hydra's included, ends as one `ConfigError` (exit 2, one line).
@@ -31,17 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import gcpause, jobfile
+from runner.config import gcpause, jobfile
+from runner.config.keys import did_you_mean, schema_keys
 from runner.errors import ConfigError, ErunError, ExitStatus
-from runner.keys import did_you_mean, schema_keys
 
 if TYPE_CHECKING:
-    from runner.compile import CompileContext, KeySources
+    from runner.config.compile import CompileContext, KeySources
     from runner.devices import HostInfo
     from runner.plan import JobPlan
-    from runner.sweep import PreparedPoint, SweepContext
+    from runner.sweep.points import PreparedPoint, SweepContext
 
-COMMAND_LINE = "command line"  # as runner.compile names it
+COMMAND_LINE = "command line"  # as runner.config.compile names it
 
 JOB_OVERRIDE_KEY = "job@_global_"
 JOB_SPELLINGS = ("+job=", "++job=", "job=", f"{JOB_OVERRIDE_KEY}=", f"+{JOB_OVERRIDE_KEY}=")
@@ -206,14 +206,14 @@ def search_path_overrides(args: list[str], cwd: Path) -> list[str]:
 
 
 def run_hydra(config_dir: Path, invocation: Invocation, task: Callable[[Any], None]) -> None:
-    """Hydra's main with erun's argv (a plain run composes once: `runner.hydra_run`); its errors
+    """Hydra's main with erun's argv (a plain run composes once: `runner.config.hydra_run`); its errors
     become ConfigErrors (one line, exit 2)."""
     import hydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from runner.hydra_run import VERSION_BASE, run_once, takes
-    from runner.schema import register_configs
+    from runner.config.hydra_run import VERSION_BASE, run_once, takes
+    from runner.config.schema import register_configs
 
     register_configs()
     entry = hydra.main(version_base=VERSION_BASE, config_path=str(config_dir), config_name=CONFIG_NAME)(task)
@@ -226,7 +226,7 @@ def run_hydra(config_dir: Path, invocation: Invocation, task: Callable[[Any], No
         except ErunError:
             raise
         except (HydraException, OmegaConfBaseException) as e:
-            from runner.hydra_errors import translate
+            from runner.config.hydra_errors import translate
 
             raise translate(e, invocation) from None
         except SystemExit as e:  # --help, --info, argparse errors
@@ -277,8 +277,8 @@ class Session:
         its plan and record files. A dry run prints the plan (and the point starts nothing)."""
         from hydra.core.hydra_config import HydraConfig
 
-        from runner.compile import compile_job
-        from runner.sweep import PreparedPoint
+        from runner.config.compile import compile_job
+        from runner.sweep.points import PreparedPoint
 
         hydra_cfg = HydraConfig.get()
         plan = compile_job(cfg, self._context(hydra_cfg, host))
@@ -290,7 +290,7 @@ class Session:
         return PreparedPoint(plan, record_files(plan, cfg), tuple(task_overrides(hydra_cfg)))
 
     def sweep_context(self) -> SweepContext:
-        from runner.sweep import SweepContext
+        from runner.sweep.points import SweepContext
 
         inv = self.invocation
         return SweepContext(environ=inv.environ, cwd=inv.cwd, dry_run=inv.dry_run is not None)
@@ -308,7 +308,7 @@ class Session:
         self.exit_codes.append(exit_status)
 
     def _context(self, hydra_cfg: Any, host: HostInfo | None = None) -> CompileContext:
-        from runner.compile import CompileContext
+        from runner.config.compile import CompileContext
         from runner.devices import HostInfo
 
         run_dir = str(Path(hydra_cfg.runtime.output_dir).resolve())
@@ -321,7 +321,7 @@ class Session:
         )
 
     def _dry_run(self, plan: JobPlan, hydra_cfg: Any) -> None:
-        from runner.dryrun import describe
+        from runner.config.dryrun import describe
 
         print(plan.to_json() if self.invocation.dry_run == "json" else describe(plan), flush=True)
         self._leave_no_trace()
@@ -360,7 +360,7 @@ def key_sources(job: jobfile.JobFile | None, hydra_cfg: Any) -> KeySources:
     """Which keys the job file and the command line set (for errors and relative paths)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from runner.compile import KeySources
+    from runner.config.compile import KeySources
 
     groups = set(hydra_cfg.runtime.choices)
     overrides = OverridesParser.create().parse_overrides(task_overrides(hydra_cfg))
@@ -393,8 +393,8 @@ def preset_notes(job: jobfile.JobFile | None, overrides: list[str], cwd: Path) -
 
 def start(prepared: PreparedPoint, environ: dict[str, str]) -> int:
     """Record the config (Hydra's .hydra/ files and the resolved job.yaml), then run the agent."""
-    from runner.agent import Agent
     from runner.paths import RunPaths
+    from runner.runtime.agent import Agent
 
     plan = prepared.plan
     if RunPaths(Path(plan.run_dir)).events.exists():

@@ -16,7 +16,7 @@ from runner.errors import ConfigError, ErunError, ExitStatus
 
 def _run_plan(args: Sequence[str]) -> int:
     """`erun run-plan PLAN.json [--run-dir DIR]`: run a compiled plan as is (no Hydra)."""
-    from runner.agent import run_plan_file
+    from runner.runtime.agent import run_plan_file
 
     args = list(args)
     run_dir = None
@@ -34,14 +34,14 @@ def _run_plan(args: Sequence[str]) -> int:
 
 def _report(args: Sequence[str]) -> int:
     """`erun report RUN_DIR [--html PATH]`: summary and an HTML timeline of a run or sweep."""
-    from runner.runreport import main as report_main
+    from runner.report.run_report import main as report_main
 
     return report_main(args)
 
 
 def _status(args: Sequence[str]) -> int:
     """`erun status RUN_DIR`: where a run started elsewhere stands now."""
-    from runner.status import main as status_main
+    from runner.report.status import main as status_main
 
     return status_main(args)
 
@@ -54,8 +54,7 @@ def _torchrun(args: Sequence[str]) -> int:
 
 
 def _hydra(args: Sequence[str]) -> int:
-    from runner import gcpause
-
+    from runner.config import gcpause
     with gcpause.paused():  # runner.app resumes it where the job starts
         from runner.app import main as app_main
 

@@ -1,6 +1,6 @@
 """The frozen, validated plan of a job: what the agent runs, and what the run directory records.
 
-A plan is built once (by `runner.compile` from a Hydra config, or by hand through the Python
+A plan is built once (by `runner.config.compile` from a Hydra config, or by hand through the Python
 API), never changes, serialises to JSON (`to_dict` / `from_dict`) and holds no live objects.
 `__post_init__` guards the invariants the runtime relies on; user-facing config errors that
 name keys and files are raised earlier, by the compiler.
@@ -29,7 +29,7 @@ class EntrypointKind(str, enum.Enum):
     SCRIPT = "script"  # python -u script args...
     MODULE = "module"  # python -u -m module args...
     EXEC = "exec"  # executable args... (no python)
-    CALL = "call"  # python -u -m runner.call pkg.mod:fn  (fn(**params) in each worker)
+    CALL = "call"  # python -u -m runner.worker.call pkg.mod:fn  (fn(**params) in each worker)
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class EntrypointPlan:
         if self.kind is EntrypointKind.MODULE:
             return [self.python, "-u", "-m", self.target, *self.args]
         if self.kind is EntrypointKind.CALL:
-            return [self.python, "-u", "-m", "runner.call", self.target, *self.args]
+            return [self.python, "-u", "-m", "runner.worker.call", self.target, *self.args]
         return [self.target, *self.args]
 
 
@@ -113,7 +113,7 @@ class ExitRule:
 
 @dataclass(frozen=True)
 class PrewarmPlan:
-    """Warm spares (`runner.spares`): while an attempt runs, one interpreter per local rank starts
+    """Warm spares (`runner.runtime.spares`): while an attempt runs, one interpreter per local rank starts
     `after_s` after it, imports `modules` and waits; a restart hands each rank to its spare, so
     the next attempt skips the interpreter start and those imports. No modules: no spares."""
 

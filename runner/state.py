@@ -95,7 +95,7 @@ class Failure:
     time: float
     exit: ExitInfo
     message: str = ""
-    # "exit" when the rank ended by itself; a watchdog's reason (runner.health) when stopped by one.
+    # "exit" when the rank ended by itself; a watchdog's reason (runner.runtime.health) when stopped by one.
     reason: str = "exit"
     traceback: str = ""
     stderr_tail: list[str] = field(default_factory=list)

@@ -25,8 +25,8 @@ from typing import Any
 import psutil
 import pytest
 
-from runner.agent import Agent
 from runner.plan import EntrypointPlan, JobPlan, LogsPlan, RestartPlan
+from runner.runtime.agent import Agent
 from runner.state import RunResult
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from runner.membership import free_port
+from runner.runtime.membership import free_port
 
 START_TIMEOUT_S = 20.0
 

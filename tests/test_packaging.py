@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import REPO, subprocess_env
 
-from runner import confdir, jobfile
+from runner.config import confdir, jobfile
 
 SOURCES = ("pyproject.toml", "README.md", "runner", "hydra_plugins", "conf", "examples")
 PATH_KEYS = ("entrypoint", "cwd")  # the keys of the shipped jobs that point into examples/

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from runner import logs, record, report
-from runner.console import Console
 from runner.errors import ConfigError, ExitStatus, LaunchError
 from runner.paths import RunPaths
 from runner.plan import EntrypointKind, EntrypointPlan, JobPlan, LogsPlan, RdzvPlan, RestartPlan
+from runner.record import writer as record
+from runner.runtime import final_report as report
+from runner.runtime import logs
+from runner.runtime.console import Console
+from runner.runtime.workers import read_error_file
 from runner.state import (
     AttemptResult,
     ExitInfo,
@@ -26,7 +29,6 @@ from runner.state import (
     WorkerState,
     signal_name,
 )
-from runner.workers import read_error_file
 
 # -- exit statuses ---------------------------------------------------------------------------
 
@@ -107,7 +109,7 @@ def test_plan_normalises_values(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("kind", "argv"), [
     ("script", [sys.executable, "-u", "train.py", "a", "1"]),
     ("module", [sys.executable, "-u", "-m", "train.py", "a", "1"]),
-    ("call", [sys.executable, "-u", "-m", "runner.call", "train.py", "a", "1"]),
+    ("call", [sys.executable, "-u", "-m", "runner.worker.call", "train.py", "a", "1"]),
     ("exec", ["train.py", "a", "1"]),
 ])
 def test_entrypoint_argv_as_torchrun_builds_it(kind: str, argv: list[str]) -> None:

@@ -12,11 +12,11 @@ picks for every multirun. Its keys (`hydra.launcher.KEY=...` on the command line
 
 Every point is composed and compiled first, in the erun process (Hydra's `run_job`, as the basic
 launcher does, with erun's compiler as the task), so a bad point is a one-line error before
-anything runs; then `runner.sweeprun` runs each point as its own agent process. It runs erun's
+anything runs; then `runner.sweep.run` runs each point as its own agent process. It runs erun's
 own jobs only (the task function must be erun's session).
 
 Hydra imports this module on every erun run (plugin discovery), sweep or not: it imports
-nothing of erun's until a sweep launches (`runner.sweeplaunch` does the work).
+nothing of erun's until a sweep launches (`runner.sweep.launch` does the work).
 """
 
 # No `from __future__ import annotations`: Hydra runs plugin modules before they are in
@@ -63,8 +63,8 @@ class ErunLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from runner.errors import ErunError
-        from runner.sweep import SweepSession
-        from runner.sweeplaunch import Sweep
+        from runner.sweep.launch import Sweep
+        from runner.sweep.points import SweepSession
 
         if not isinstance(self.session, SweepSession):
             raise HydraException("hydra/launcher=erun runs erun's jobs only (use `erun -m ...`)")

@@ -1,0 +1,475 @@
+"""Config to plan: `compile_job(cfg, ctx)` turns a composed job config into a frozen `JobPlan`.
+
+Hydra has already checked key names and types against `runner.config.schema`; everything types cannot
+say is checked here, and every mistake becomes one `ConfigError` naming the key, where it was
+set (job file or command line), what is wrong and the fix. Nothing here starts a process or
+imports torch: dry runs and tests compile plans freely.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import keyword
+import os
+import re
+import shutil
+import string
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+from runner.config import params as params_mod
+from runner.config.keys import did_you_mean, suggest_key, unknown_keys
+from runner.config.schema import PARAMS_AS, REASONS
+from runner.devices import HostInfo
+from runner.errors import ConfigError
+from runner.plan import (
+    BackoffPlan,
+    EntrypointKind,
+    EntrypointPlan,
+    ExitRule,
+    HealthPlan,
+    JobPlan,
+    LogsPlan,
+    PrewarmPlan,
+    RdzvPlan,
+    RestartPlan,
+)
+
+ENTRYPOINT_KEYS = {"entrypoint": EntrypointKind.SCRIPT, "module": EntrypointKind.MODULE,
+                   "exec": EntrypointKind.EXEC, "call": EntrypointKind.CALL}
+BACKENDS = ("standalone", "c10d", "static", "etcd", "etcd-v2")
+DEFAULT_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}
+# Set by erun for each worker; a job's env must not fight the contract.
+RESERVED_ENV = {
+    "RANK": "", "LOCAL_RANK": "", "WORLD_SIZE": "nproc/nnodes", "LOCAL_WORLD_SIZE": "nproc",
+    "GROUP_RANK": "", "GROUP_WORLD_SIZE": "nnodes", "ROLE_RANK": "", "ROLE_NAME": "role",
+    "ROLE_WORLD_SIZE": "", "MASTER_ADDR": "master_addr", "MASTER_PORT": "",
+    "TORCHELASTIC_RESTART_COUNT": "", "TORCHELASTIC_MAX_RESTARTS": "restart.max_restarts",
+    "TORCHELASTIC_RUN_ID": "", "TORCHELASTIC_ERROR_FILE": "", "TORCHELASTIC_USE_AGENT_STORE": "",
+    "ERUN_PARAMS": "params", "ERUN_CONFIG": "", "ERUN_RUN_DIR": "hydra.run.dir", "ERUN_JOB_TOKEN": "",
+}
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CALL_TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+COMMAND_LINE = "command line"
+
+
+@dataclass(frozen=True)
+class KeySources:
+    """Where keys were set: the job file's path and keys, and the command line's keys (dotted)."""
+
+    job_file: str | None = None
+    job_keys: frozenset[str] = frozenset()
+    cli_keys: frozenset[str] = frozenset()
+
+    def source(self, key: str) -> str | None:
+        """The job file or the command line that set `key` (None: a default or a preset)."""
+        if _covers(self.cli_keys, key):
+            return COMMAND_LINE
+        if self.job_file and _covers(self.job_keys, key):
+            return display_path(self.job_file)
+        return None
+
+    def base_dirs(self, key: str, cwd: str) -> list[str]:
+        """Where a relative path in `key` is looked up: next to the file that set it, then cwd."""
+        if self.source(key) not in (None, COMMAND_LINE) and self.job_file:
+            return [str(Path(self.job_file).parent), cwd]
+        return [cwd]
+
+
+def _covers(keys: frozenset[str], key: str) -> bool:
+    return key in keys or any(k.startswith(key + ".") or key.startswith(k + ".") for k in keys)
+
+
+def display_path(path: str) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    """What the compiler needs besides the config: the run's identity and the host."""
+
+    run_dir: str
+    run_id: str
+    cwd: str  # where erun was started
+    host: HostInfo
+    job_name: str | None = None  # the job file's name (Hydra's choice for `job`)
+    config_file: str | None = None  # the resolved config the workers read (ERUN_CONFIG)
+    sources: KeySources = field(default_factory=KeySources)
+
+
+def compile_job(cfg: DictConfig | Mapping[str, Any], ctx: CompileContext) -> JobPlan:
+    """The plan for `cfg`, or a ConfigError naming the first mistake and where it was made."""
+    try:
+        return _compile(resolve(cfg), ctx)
+    except ConfigError as e:
+        if e.source is None and e.key:
+            raise ConfigError(e.key, e.problem, e.fix, ctx.sources.source(e.key)) from None
+        raise
+
+
+def resolve(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The config as plain data: interpolations resolved, `???` values reported."""
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        raise ConfigError(str(e.full_key), "has no value (???)",
+                          "set it in the job file or on the command line") from None
+    except InterpolationResolutionError as e:
+        raise ConfigError(str(e.full_key), f"cannot be resolved: {str(e.msg or e).strip().splitlines()[0]}",
+                          "fix the ${...} interpolation") from None
+    assert isinstance(data, dict)
+    return {str(k): v for k, v in data.items()}
+
+
+def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
+    for key in unknown_keys(c):  # `+key=...` slips past Hydra's struct check
+        raise ConfigError(key, "is not a job key", suggest_key(key))
+    workdir = _workdir(c.get("cwd"), ctx)
+    nproc = parse_nproc(c.get("nproc", 1), ctx.host)
+    rdzv = _rdzv(c, *parse_nnodes(c.get("nnodes", 1)))
+    entrypoint = _entrypoint(c, ctx, workdir)
+    return JobPlan(
+        entrypoint=entrypoint,
+        nproc=nproc,
+        run_dir=ctx.run_dir,
+        run_id=ctx.run_id,
+        name=c.get("name") or ctx.job_name or _default_name(entrypoint),
+        role=_nonempty(c, "role", "default", "name the workers' role, e.g. role=trainer"),
+        env=_env(c.get("env") or {}),
+        cwd=workdir,
+        restart=_restart(c.get("restart") or {}),
+        health=_health(c.get("health") or {}),
+        logs=_logs(c.get("logs") or {}, nproc, rdzv),
+        rdzv=rdzv,
+        master_addr=_nonempty(c, "master_addr", "localhost", "use a host name or address, e.g. localhost"),
+        devices=_devices(c, nproc, ctx.host),
+        params=c.get("params") or {},
+        config_file=ctx.config_file,
+    )
+
+
+# -- entrypoint --------------------------------------------------------------------------------
+
+
+def _entrypoint(c: dict[str, Any], ctx: CompileContext, workdir: str | None) -> EntrypointPlan:
+    chosen = [k for k in ENTRYPOINT_KEYS if c.get(k) not in (None, "")]
+    if not chosen:
+        raise ConfigError("entrypoint", "is not set: nothing to run",
+                          "set one of entrypoint (script), module, exec or call, e.g. +job=train.yaml")
+    if len(chosen) > 1:
+        raise ConfigError(chosen[1], f"and `{chosen[0]}` are both set",
+                          f"keep one (set {chosen[1]}=null or {chosen[0]}=null)")
+    key = chosen[0]
+    kind, target = ENTRYPOINT_KEYS[key], str(c[key])
+    style = _params_as(c.get("params_as", "flags"))
+    params = c.get("params") or {}
+    args = [str(a) for a in c.get("args") or []]
+    if kind is EntrypointKind.CALL:
+        _check_call(target, params, workdir or ctx.cwd)
+    else:
+        args += params_mod.render(params, style)
+    if kind is EntrypointKind.SCRIPT:
+        target = _script(target, ctx, workdir)
+    elif kind is EntrypointKind.MODULE:
+        _check_module("module", target, workdir or ctx.cwd)
+    elif kind is EntrypointKind.EXEC:
+        target = _executable(target, c.get("env") or {}, ctx, workdir)
+    return EntrypointPlan(kind=kind, target=target, args=tuple(args), python=sys.executable)
+
+
+def _script(value: str, ctx: CompileContext, workdir: str | None) -> str:
+    return str(_find_file("entrypoint", value, ctx, workdir))
+
+
+def _find_file(key: str, value: str, ctx: CompileContext, workdir: str | None) -> Path:
+    bases = ctx.sources.base_dirs(key, ctx.cwd)
+    if workdir and workdir not in bases:
+        bases.insert(-1, workdir)
+    candidates = [Path(value)] if os.path.isabs(value) else [Path(b) / value for b in bases]
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    if any(p.is_dir() for p in candidates):
+        raise ConfigError(key, f"is {value}, a directory",
+                          "name a file in it, or use module=... for a package")
+    where = ", ".join(display_path(str(p.parent)) or "." for p in candidates)
+    raise ConfigError(key, f"{value} does not exist (looked in {where})",
+                      "check the path (relative paths start at the job file's folder, "
+                      "then the working directory)")
+
+
+def _executable(value: str, env: Mapping[str, str], ctx: CompileContext, workdir: str | None) -> str:
+    if "/" in value:
+        path = _find_file("exec", value, ctx, workdir)
+        if not os.access(path, os.X_OK):
+            raise ConfigError("exec", f"{value} is not executable", f"chmod +x {value}")
+        return str(path)
+    found = shutil.which(value, path=env.get("PATH", os.environ.get("PATH")))
+    if found is None:
+        raise ConfigError("exec", f"{value} is not on PATH", "give its path, or install it")
+    return value
+
+
+def _check_call(target: str, params: Mapping[str, Any], search_dir: str) -> None:
+    if not CALL_TARGET.match(target):
+        raise ConfigError("call", f"is {target!r}, not `package.module:function`",
+                          "write it as call=mypkg.train:main")
+    _check_module("call", target.split(":")[0], search_dir)
+    bad = [k for k in params if not str(k).isidentifier() or keyword.iskeyword(str(k))]
+    if bad:
+        raise ConfigError(f"params.{bad[0]}", "is not a Python identifier, so not a keyword argument",
+                          "rename it (call passes params as fn(**params))")
+
+
+def _check_module(key: str, dotted: str, search_dir: str) -> None:
+    """Find `dotted` as the worker's `python -m` would (its cwd first), without importing it."""
+    if not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", dotted):
+        raise ConfigError(key, f"is {dotted!r}, not a module name", "write it as package.module")
+    if not _module_exists(dotted, [search_dir, *sys.path]):
+        where = display_path(search_dir) or "."
+        raise ConfigError(key, f"names module {dotted}, which is not importable from {where}",
+                          "check the spelling, install the package, or set cwd to its parent folder")
+
+
+def _module_exists(dotted: str, path: list[str]) -> bool:
+    parts = dotted.split(".")
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(parts[0], path) or importlib.util.find_spec(parts[0])
+        for i in range(1, len(parts)):
+            locations = spec.submodule_search_locations if spec else None
+            if not locations:
+                return False
+            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(locations))
+    except (ImportError, ValueError):
+        return True  # cannot tell without importing; let the worker report it
+    return spec is not None
+
+
+def _params_as(value: Any) -> str:
+    if value not in PARAMS_AS:
+        hint = did_you_mean(str(value), PARAMS_AS)
+        raise ConfigError("params_as", f"is {value!r}", hint or f"use one of {', '.join(PARAMS_AS)}")
+    return str(value)
+
+
+def _default_name(entrypoint: EntrypointPlan) -> str:
+    target = entrypoint.target.split(":")[-1]
+    return Path(target).stem if entrypoint.kind is not EntrypointKind.MODULE else target.split(".")[-1]
+
+
+# -- sizes -------------------------------------------------------------------------------------
+
+
+def parse_nproc(value: Any, host: HostInfo) -> int:
+    """nproc as a number: N, cpu (usable cores), gpu (visible CUDA devices), auto (gpu, else cpu)."""
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word == "cpu":
+        return host.cpus
+    if word == "gpu":
+        if not host.gpus:
+            raise ConfigError("nproc", f"is gpu, but no CUDA device is visible ({host.gpu_source})",
+                              "use nproc=N or nproc=cpu on this machine")
+        return len(host.gpus)
+    if word == "auto":
+        return len(host.gpus) or host.cpus
+    count = _whole_number(value)
+    if count is None:
+        raise ConfigError("nproc", f"is {value!r}", "use a number of workers, or cpu, gpu or auto")
+    if count < 1:
+        raise ConfigError("nproc", f"is {count}", "use 1 or more workers per node")
+    return count
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return None
+
+
+def parse_nnodes(value: Any) -> tuple[int, int]:
+    """nnodes as (min, max): N is N:N; MIN:MAX lets the job run on MIN to MAX nodes."""
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    match = re.fullmatch(r"(-?\d+)(?::(-?\d+))?", text)
+    if not match:
+        raise ConfigError("nnodes", f"is {value!r}", "use N or MIN:MAX, e.g. nnodes=2 or nnodes=1:4")
+    low = int(match.group(1))
+    high = int(match.group(2)) if match.group(2) is not None else low
+    if not 1 <= low <= high:
+        raise ConfigError("nnodes", f"is {text}", "use N or MIN:MAX with 1 <= MIN <= MAX")
+    return low, high
+
+
+def _devices(c: dict[str, Any], nproc: int, host: HostInfo) -> tuple[str, ...]:
+    if not c.get("isolate_gpus"):
+        return ()
+    if len(host.gpus) < nproc:
+        raise ConfigError("isolate_gpus", f"needs one CUDA device per worker: nproc={nproc}, "
+                          f"{len(host.gpus)} visible ({host.gpu_source})",
+                          "use nproc=gpu, or isolate_gpus=false to share the visible devices")
+    return host.gpus[:nproc]
+
+
+# -- rendezvous --------------------------------------------------------------------------------
+
+
+def _rdzv(c: dict[str, Any], min_nodes: int, max_nodes: int) -> RdzvPlan:
+    r = c.get("rdzv") or {}
+    backend = str(r.get("backend", "standalone"))
+    if backend not in BACKENDS:
+        hint = did_you_mean(backend, BACKENDS)
+        raise ConfigError("rdzv.backend", f"is {backend!r}, not a known backend",
+                          hint or f"use one of {', '.join(BACKENDS)} (or rdzv=c10d)")
+    settings = dict(r.get("settings") or {})
+    _check_settings(settings)
+    if backend == "standalone" and max_nodes > 1:  # several nodes meet through c10d by default
+        if not r.get("endpoint"):
+            needs = f"is empty, but nnodes={min_nodes}:{max_nodes} needs a rendezvous"
+            raise ConfigError("rdzv.endpoint", needs,
+                              "set rdzv.endpoint=HOST:29400 (c10d, the multi-node default) or pick rdzv=...")
+        backend = "c10d"
+    if backend != "standalone":
+        _check_endpoint(backend, str(r.get("endpoint") or ""))
+    node_rank = c.get("node_rank")
+    if backend == "static":
+        settings["rank"] = _static_rank(node_rank, min_nodes, max_nodes)
+    elif node_rank is not None:
+        raise ConfigError("node_rank", f"is set but rdzv.backend is {backend}",
+                          "remove it: only static rendezvous takes a fixed node rank")
+    return RdzvPlan(backend=backend, endpoint=str(r.get("endpoint") or ""), id=str(r.get("id", "none")),
+                    min_nodes=min_nodes, max_nodes=max_nodes, settings=settings)
+
+
+def _check_endpoint(backend: str, endpoint: str) -> None:
+    if not endpoint:
+        raise ConfigError("rdzv.endpoint", f"is empty, but {backend} needs host[:port]",
+                          "set rdzv.endpoint=HOST:PORT (the rendezvous host)")
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\s]+)(?::(\S*))?", endpoint)
+    if not match:
+        raise ConfigError("rdzv.endpoint", f"is {endpoint!r}", "write it as host:port, e.g. node0:29400")
+    port = match.group(2)
+    if port is None and backend not in DEFAULT_PORTS:
+        raise ConfigError("rdzv.endpoint", f"is {endpoint!r}, without a port", f"{backend} needs host:port")
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError("rdzv.endpoint", f"has port {port!r}", "use a port from 1 to 65535")
+
+
+def _check_settings(settings: Mapping[str, Any]) -> None:
+    for key, value in settings.items():
+        if str(key).endswith("timeout") and not (isinstance(value, (int, float)) and value >= 0):
+            raise ConfigError(f"rdzv.settings.{key}", f"is {value!r}", "use seconds, 0 or more")
+
+
+def _static_rank(node_rank: Any, min_nodes: int, max_nodes: int) -> int:
+    if min_nodes != max_nodes:
+        raise ConfigError("nnodes", f"is {min_nodes}:{max_nodes}, but static rendezvous is not elastic",
+                          f"use nnodes={max_nodes}, or rdzv=c10d for an elastic job")
+    if node_rank is None or not 0 <= int(node_rank) < max_nodes:
+        raise ConfigError("node_rank", f"is {node_rank}; static rendezvous needs this node's rank",
+                          f"set node_rank=0 .. {max_nodes - 1} on each node")
+    return int(node_rank)
+
+
+# -- policies, env, logs -----------------------------------------------------------------------
+
+
+def _restart(r: Mapping[str, Any]) -> RestartPlan:
+    max_restarts = int(r.get("max_restarts", 0))
+    grace = float(r.get("stop_grace_s", 10.0))
+    if max_restarts < 0:
+        raise ConfigError("restart.max_restarts", f"is {max_restarts}", "use 0 (never restart) or more")
+    if grace < 0:
+        raise ConfigError("restart.stop_grace_s", f"is {grace:g}", "use 0 or more seconds")
+    policy = {k: r[k] for k in POLICY_KEYS if k in r}
+    rules = tuple(_rule(i, rule) for i, rule in enumerate(r.get("rules") or ()))
+    return RestartPlan(max_restarts=max_restarts, stop_grace_s=grace, rules=rules,
+                       backoff=BackoffPlan(**(r.get("backoff") or {})),
+                       prewarm=PrewarmPlan(**(r.get("prewarm") or {})), **policy)
+
+
+POLICY_KEYS = ("default", "crash_loop_failures", "crash_loop_window_s", "reset_after_s")
+
+
+def _rule(index: int, rule: Mapping[str, Any]) -> ExitRule:
+    unknown = sorted(set(rule.get("reasons") or ()) - set(REASONS))
+    if unknown:
+        raise ConfigError(f"restart.rules.{index}.reasons", f"has `{unknown[0]}`",
+                          f"use one of: {', '.join(REASONS)}")
+    try:
+        return ExitRule(**rule)
+    except ConfigError as e:  # name the rule: restart.rules.1.signals
+        field = (e.key or "").removeprefix("restart.rules").lstrip(".")
+        key = f"restart.rules.{index}" + (f".{field}" if field else "")
+        raise ConfigError(key, e.problem, e.fix) from None
+
+
+def _health(h: Mapping[str, Any]) -> HealthPlan:
+    return HealthPlan(**h)
+
+
+def _env(env: Mapping[str, Any]) -> dict[str, str]:
+    for name in env:
+        if not ENV_NAME.match(str(name)):
+            raise ConfigError(f"env.{name}", "is not a valid environment variable name",
+                              "use letters, digits and _, not starting with a digit")
+        if str(name) in RESERVED_ENV:
+            use = RESERVED_ENV[str(name)]
+            raise ConfigError(f"env.{name}", "is set by erun for each worker",
+                              f"use {use}=... instead" if use else "remove it from env")
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
+    prefix = str(logs.get("prefix", "[{rank}]:"))
+    unknown = sorted(_format_fields(prefix) - {"rank", "local_rank", "role", "attempt"})
+    if unknown:
+        raise ConfigError("logs.prefix", f"uses {{{unknown[0]}}}",
+                          "use the fields {rank}, {local_rank}, {role}, {attempt}")
+    ranks = logs.get("ranks")
+    world = nproc if rdzv.single_node else None
+    for rank in ranks or ():
+        if rank < 0 or (world is not None and rank >= world):
+            raise ConfigError("logs.ranks", f"has rank {rank}, outside 0..{(world or 1) - 1}",
+                              "list global ranks that exist (or null for all)")
+    return LogsPlan(prefix=prefix, ranks=ranks, console=bool(logs.get("console", True)),
+                    panel=str(logs.get("panel", "auto")))
+
+
+def _format_fields(prefix: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(prefix) if name is not None}
+    except ValueError as e:
+        raise ConfigError("logs.prefix", f"is not a valid format string ({e})",
+                          "escape literal braces as {{ and }}") from None
+
+
+def _workdir(value: Any, ctx: CompileContext) -> str | None:
+    if value in (None, ""):
+        return ctx.cwd
+    base = ctx.sources.base_dirs("cwd", ctx.cwd)[0]
+    path = Path(base, str(value)).resolve()
+    if not path.is_dir():
+        raise ConfigError("cwd", f"{value} is not a directory",
+                          "create it, or point cwd at an existing folder")
+    return str(path)
+
+
+def _nonempty(c: dict[str, Any], key: str, default: str, fix: str) -> str:
+    value = c.get(key, default)
+    if value is None or not str(value).strip():
+        raise ConfigError(key, "is empty", fix)
+    return str(value)

@@ -1,0 +1,79 @@
+"""The run record: plan.json, events.jsonl and summary.json in the run directory.
+
+The event log is append-only JSON lines with a wall-clock `time`; every message the agent
+prints for people (`note`) is also an event, so the console and the record never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConfigError
+from runner.paths import RunPaths
+from runner.plan import JobPlan
+from runner.runtime.console import Console
+from runner.state import RunResult
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when it is missing or unreadable (summary.json comes late)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class EventLog:
+    """Append-only events.jsonl; `note` also tells the person at the console."""
+
+    def __init__(self, path: Path, console: Console | None = None) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._console = console or Console()
+
+    def write(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"time": round(time.time(), 6), "event": event, **fields}, default=str)
+        os.write(self._fd, line.encode() + b"\n")
+
+    def note(self, message: str, **fields: Any) -> None:
+        self.write("note", message=message, **fields)
+        self._console.note(message)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def open_run_dir(plan: JobPlan) -> RunPaths:
+    """Create the run directory; refuse one that already holds a run (never overwrite logs)."""
+    paths = RunPaths(Path(plan.run_dir))
+    if paths.events.exists():
+        raise ConfigError(
+            "run_dir", f"{plan.run_dir} already holds a run",
+            "choose a new directory (hydra.run.dir=..., or run-plan --run-dir) "
+            "so the earlier run's logs stay intact",
+        )
+    try:
+        paths.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("run_dir", f"cannot be created: {e.strerror}",
+                          "choose a writable directory (hydra.run.dir=...)") from None
+    write_json(paths.plan, plan.to_dict())
+    return paths
+
+
+def write_summary(paths: RunPaths, result: RunResult) -> None:
+    write_json(paths.summary, result.to_dict())
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically, so a reader (erun status, a crash) never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,130 @@
+"""`erun report RUN_DIR [--html PATH]`: what happened in a run (or a sweep), as text and as a page.
+
+The text goes to stdout; the page (runner.report.timeline) to RUN_DIR/report.html unless --html says
+where. Works on finished, failed and interrupted runs, on runs still going (or whose agent died:
+the record then stops at RUNNING), and on Hydra multirun directories.
+(runner.runtime.final_report is the other report: the lines the agent prints when a job ends.)
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from runner.errors import ConfigError
+from runner.record import read as runlog
+from runner.record.read import AttemptRecord, FailureRecord, RunRecord, SweepRecord, clock, duration, plural
+
+REPORT_FILE = "report.html"
+INDENT = "  "
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse whose usage errors are erun's one-line ConfigError (exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(None, f"{self.prog}: {message}", f"see {self.prog} --help")
+
+
+def main(args: Sequence[str]) -> int:
+    """The `report` subcommand."""
+    parser = ArgParser(prog="erun report", description="Summarise a run directory (or a multirun sweep "
+                       "directory) and write an HTML page with its timeline.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the job's run directory, or a sweep directory")
+    parser.add_argument("--html", metavar="PATH",
+                        help=f"where to write the page (default RUN_DIR/{REPORT_FILE})")
+    options = parser.parse_args(list(args))
+    record = runlog.load(options.run_dir)
+    html_path = Path(options.html) if options.html else Path(options.run_dir) / REPORT_FILE
+    print(render(record, html_path), flush=True)
+    return 0
+
+
+def render(record: RunRecord | SweepRecord, html_path: Path) -> str:
+    """Write the page; return the text summary, which ends with where the page is."""
+    from runner.report import timeline
+    if isinstance(record, SweepRecord):
+        timeline.write_page(html_path, timeline.sweep_page(record))
+        text = sweep_text(record)
+    else:
+        timeline.write_page(html_path, timeline.run_page(record))
+        text = run_text(record)
+    return f"{text}\n{INDENT}{'html:':<12}{html_path}"
+
+
+def run_text(record: RunRecord) -> str:
+    """The run in a few lines: state, attempts with durations, failures, the root cause."""
+    lines = [f"erun report: {record.name}", *_facts(record), f"{INDENT}attempts:"]
+    lines += [INDENT * 2 + _attempt_line(record, a) for a in record.attempts] or [INDENT * 2 + "none yet"]
+    if record.failures:
+        lines.append(f"{INDENT}failures:")
+        lines += [INDENT * 2 + _failure_line(record, f) for f in record.failures]
+    lines += _cause_lines(record.root_cause)
+    if record.damaged_lines:
+        skipped = plural(record.damaged_lines, "unreadable line")
+        lines.append(f"{INDENT}note: {skipped} in events.jsonl skipped")
+    return "\n".join(lines)
+
+
+def _facts(record: RunRecord) -> list[str]:
+    state = record.state.value
+    if record.exit_code is not None:
+        state += f" (exit {record.exit_code}{', ' + record.signal if record.signal else ''})"
+    if not record.finished:
+        state += ", still running (or its agent died: see erun status)"
+    facts = [("run dir:", str(record.run_dir)), ("state:", state),
+             ("elapsed:", f"{duration(record.elapsed)}, {plural(len(record.attempts), 'attempt')}, "
+                          f"{plural(record.restarts, 'restart')}")]
+    if record.entrypoint:
+        facts.append(("runs:", record.entrypoint))
+    if record.overrides:
+        facts.append(("overrides:", " ".join(record.overrides)))
+    return [f"{INDENT}{label:<12}{value}" for label, value in facts]
+
+
+def _attempt_line(record: RunRecord, attempt: AttemptRecord) -> str:
+    started = clock(attempt.start) if attempt.start else "-"
+    ranks = ", ".join(f"{s.rank}: {s.describe()}" for s in attempt.ranks)
+    return (f"attempt {attempt.attempt}  {attempt.state:<9}  started {started}  "
+            f"{duration(attempt.duration(record.now)):>9}  ranks {ranks or '-'}")
+
+
+def _failure_line(record: RunRecord, failure: FailureRecord) -> str:
+    offset = f" (+{duration(failure.time - record.start)})" if record.start else ""
+    return (f"attempt {failure.attempt} rank {failure.rank} at {clock(failure.time)}{offset}: "
+            f"{failure.describe()}")
+
+
+def _cause_lines(cause: FailureRecord | None) -> list[str]:
+    if cause is None:
+        return []
+    lines = [f"{INDENT}{'root cause:':<12}rank {cause.rank}, attempt {cause.attempt}: {cause.describe()}"]
+    if cause.reason == "exit" and cause.message and cause.message != runlog.describe_exit(
+            cause.exit_code, cause.signal):
+        lines.append(f"{INDENT}{'message:':<12}{cause.message}")
+    if cause.stderr_tail:
+        lines.append(f"{INDENT}last {plural(len(cause.stderr_tail), 'line')} of its stderr:")
+        lines += [INDENT * 3 + line for line in cause.stderr_tail]
+    if cause.stderr_log:
+        lines.append(f"{INDENT}{'stderr:':<12}{cause.stderr_log}")
+    return lines
+
+
+def sweep_text(record: SweepRecord) -> str:
+    """One line per point: its state, attempts, elapsed time, overrides and root cause."""
+    lines = [f"erun report: sweep {record.sweep_dir} ({plural(len(record.points), 'point')})"]
+    for point in record.points:
+        run, overrides = point.run, " ".join(point.overrides) or "(no overrides)"
+        if run is None:
+            lines.append(f"{INDENT}{point.name:>3}  {'-':<11}  {'not started':<22}  {overrides}")
+            continue
+        how = f"{plural(len(run.attempts), 'attempt')}, {duration(run.elapsed)}"
+        line = f"{INDENT}{point.name:>3}  {run.state.value:<11}  {how:<22}  {overrides}"
+        if run.root_cause is not None:
+            line += f"  [root cause: rank {run.root_cause.rank}, {run.root_cause.describe()}]"
+        lines.append(line)
+    if not record.points:
+        lines.append(f"{INDENT}no points yet")
+    return "\n".join(lines)

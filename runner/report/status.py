@@ -1,0 +1,122 @@
+"""`erun status RUN_DIR`: where a run started elsewhere stands now.
+
+Reads the run record (runner.record.read) and asks the OS (psutil) about each rank's pid: the
+current attempt, each rank's state, pid and whether that process is alive, the last events, and
+the time elapsed. A record that says RUNNING while none of its ranks is alive means the agent
+died without writing its end (SIGKILL, a lost node): status says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runner.record import read as runlog
+from runner.record.read import Outcome, RankSpan, RunRecord, clock, date_clock, duration, plural
+from runner.report.run_report import INDENT, ArgParser
+
+LAST_EVENTS = 10
+# A process younger than its recorded start by more than this is another process with a reused pid.
+PID_REUSE_SLACK_S = 2.0
+
+
+@dataclass(frozen=True)
+class RankStatus:
+    """One rank of the current attempt, as recorded and as the OS sees it now."""
+
+    span: RankSpan
+    alive: bool | None  # None: the rank has ended (nothing to ask the OS)
+
+    @property
+    def alive_text(self) -> str:
+        return "-" if self.alive is None else ("yes" if self.alive else "NO")
+
+
+def main(args: Sequence[str]) -> int:
+    """The `status` subcommand."""
+    parser = ArgParser(prog="erun status", description="Show the state of a run, started here or "
+                       "elsewhere: current attempt, ranks (pid, alive?), last events, elapsed time.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the job's run directory")
+    parser.add_argument("-n", "--events", type=int, default=LAST_EVENTS, metavar="N",
+                        help=f"how many of the last events to show (default {LAST_EVENTS})")
+    options = parser.parse_args(list(args))
+    record = runlog.load_run_dir(options.run_dir)
+    print(render(record, rank_statuses(record), options.events), flush=True)
+    return 0
+
+
+def rank_statuses(record: RunRecord) -> list[RankStatus]:
+    """The ranks of the current attempt, with a liveness check for the unfinished ones."""
+    attempt = record.current
+    if attempt is None:
+        return []
+    return [RankStatus(s, pid_alive(s.pid, s.start) if s.outcome is Outcome.RUNNING else None)
+            for s in attempt.ranks]
+
+
+def pid_alive(pid: int | None, started: float | None) -> bool:
+    """True when `pid` runs, is no zombie, and is not a newer process that reused the pid."""
+    import psutil
+
+    if pid is None:
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or process.create_time() <= started + PID_REUSE_SLACK_S
+    except psutil.Error:
+        return False
+
+
+def render(record: RunRecord, ranks: Sequence[RankStatus], last: int = LAST_EVENTS) -> str:
+    lines = [f"erun status: {record.name}", *_header(record, ranks), *_rank_table(record, ranks)]
+    events = record.events[-last:] if last > 0 else []
+    if events:
+        lines.append(f"{INDENT}last {plural(len(events), 'event')}:")
+        lines += [f"{INDENT * 2}{clock(e.time)}  {e.describe()}" for e in events]
+    return "\n".join(lines)
+
+
+def _header(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
+    attempt = record.current
+    state = record.state.value
+    if record.exit_code is not None:
+        state += f" (exit {record.exit_code})"
+    if attempt is not None:
+        state += f", attempt {attempt.attempt} ({plural(record.restarts, 'restart')}), group {attempt.state}"
+    started = date_clock(record.start) if record.start else "-"
+    lines = [f"{INDENT}{'run dir:':<12}{record.run_dir}", f"{INDENT}{'state:':<12}{state}",
+             f"{INDENT}{'started:':<12}{started}, elapsed {duration(record.elapsed)}"]
+    warning = _agent_warning(record, ranks)
+    return lines + ([f"{INDENT}{'warning:':<12}{warning}"] if warning else [])
+
+
+def _agent_warning(record: RunRecord, ranks: Sequence[RankStatus]) -> str:
+    """A RUNNING record with no live rank: the agent is backing off between attempts, or gone."""
+    if record.finished:
+        return ""
+    running = [r for r in ranks if r.alive is not None]
+    if running and not any(r.alive for r in running):
+        return ("the record says RUNNING but none of its ranks is alive: the agent probably died "
+                "(killed, or its node lost) without recording the job's end")
+    if not running:
+        return "no rank is running: the agent is between attempts, or it died without recording the job's end"
+    dead = [str(r.span.rank) for r in running if not r.alive]
+    return f"rank(s) {', '.join(dead)} recorded as running but not alive" if dead else ""
+
+
+def _rank_table(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
+    attempt = record.current
+    if attempt is None or not ranks:
+        return [f"{INDENT}ranks:      none started yet"]
+    lines = [f"{INDENT}ranks (attempt {attempt.attempt}):",
+             f"{INDENT * 2}{'rank':>4}  {'state':<10} {'pid':>8}  {'alive':<5}  {'for':>9}  exit"]
+    for status in ranks:
+        span = status.span
+        end = span.end if span.end is not None else record.now
+        took = duration(end - span.start) if span.start else "-"
+        ended = "" if span.outcome is Outcome.RUNNING else runlog.describe_exit(span.exit_code, span.signal)
+        lines.append(f"{INDENT * 2}{span.rank:>4}  {span.state:<10} {span.pid or '-':>8}  "
+                     f"{status.alive_text:<5}  {took:>9}  {ended}".rstrip())
+    return lines

@@ -1,0 +1,559 @@
+"""Several nodes: `Membership` over torch's rendezvous backends (c10d, static, etcd-v2, etcd).
+
+torch's handler (`get_rendezvous_handler(RendezvousParameters)`) forms each round and gives this
+node its group rank, the number of nodes and a key-value store for the round. erun does the rest
+in that store, the same way for every backend:
+
+1. every node publishes its nproc, role and view of the job's restart count and budget;
+2. group rank 0 opens a fresh store for this round's workers on a free port of its host and
+   publishes its address as MASTER_ADDR/MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True);
+3. every node reads all of it: its ranks (consecutive per node, in group-rank order), the world
+   size (the sum of all nproc), the master address, and the job's restart count and spent
+   budget (the most any node has seen, so every node agrees on both).
+
+So a round never waits for a value an earlier round wrote. torch 2.13 (c10d and etcd-v2 with
+the shared agent store) makes a late joiner wait for MASTER_ADDR in the new round's store, which
+only the first round's rank 0 ever wrote: torchrun then blocks until a 60 s timeout. Group rank
+0 here always writes torch's keys too, which unblocks it at once.
+
+The store of a dynamic backend (c10d, etcd-v2, etcd) is already a fresh namespace per round;
+static rendezvous has one store for the whole job, so rounds are numbered by a generation
+counter in it, which also tells the other nodes that one of them restarts (`changed()`).
+
+While a node waits, torch re-reads the rendezvous state once a second; erun makes that
+`sync_interval` (0.1 s for small jobs, see `_tune_sync`), which is most of why it forms rounds
+faster than torchrun.
+
+This module imports torch: `runner.runtime.membership` imports it only for multi-node plans.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from runner.errors import ConfigError, RendezvousError
+from runner.plan import JobPlan, RdzvPlan
+from runner.runtime.env import RankLayout
+from runner.runtime.membership import Interrupted, Round
+from runner.runtime.signals import STOP_SIGNALS
+
+# torch's C++ store logs every failed connection attempt with a stack trace; erun reports one line.
+# Only the agent's torch is quieted (the level is read at import): workers get the user's env.
+_CPP_LOG = "TORCH_CPP_LOG_LEVEL"
+_user_cpp_log = os.environ.get(_CPP_LOG)
+os.environ[_CPP_LOG] = _user_cpp_log or "FATAL"
+from torch.distributed import PrefixStore, Store, TCPStore  # noqa: E402
+from torch.distributed.elastic.rendezvous import (  # noqa: E402
+    RendezvousClosedError,
+    RendezvousHandler,
+    RendezvousParameters,
+    RendezvousStoreInfo,
+    RendezvousTimeoutError,
+    dynamic_rendezvous,  # noqa: E402
+)
+from torch.distributed.elastic.rendezvous.registry import get_rendezvous_handler  # noqa: E402
+
+if _user_cpp_log is None:
+    del os.environ[_CPP_LOG]
+
+T = TypeVar("T")
+
+# How often the running nodes look for nodes waiting to join (torchrun: every 0.1 s with
+# its monitor interval, but each look is a store round trip; torch caches the state for 1 s).
+POLL_INTERVAL_S = 0.1
+# After a round forms, how long a node waits for the others' published info.
+EXCHANGE_TIMEOUT_S = 60.0
+# torchrun's default exit barrier.
+EXIT_BARRIER_TIMEOUT_S = 300.0
+BARRIER_POLL_S = 0.1
+CONNECT_SLACK_S = 10.0
+GONE_AFTER_FAILED_POLLS = 3
+TORCH_SYNC_S = 1.0
+ABANDON_WAIT_S = 2.0
+MIN_SYNC_S = 0.1
+# Settings erun reads itself; the rest go to torch's backend as they are.
+ERUN_SETTINGS = ("local_addr", "exit_barrier_timeout", "sync_interval")
+DYNAMIC = ("c10d", "etcd-v2")
+DEFAULT_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}
+SETTING_DEFAULTS = {"join_timeout": 600, "last_call_timeout": 30}
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What one node tells the others in a round."""
+
+    nproc: int
+    role: str
+    restart_count: int
+    spent: int
+
+
+def layout_for(group_rank: int, nodes: list[NodeInfo]) -> RankLayout:
+    """This node's place, as torchrun computes it: global ranks consecutive per node in group-rank
+    order; role ranks the same among the nodes of this node's role."""
+    me = nodes[group_rank]
+    same_role = [n for n in nodes if n.role == me.role]
+    return RankLayout(
+        group_rank=group_rank,
+        group_world_size=len(nodes),
+        rank_offset=sum(n.nproc for n in nodes[:group_rank]),
+        world_size=sum(n.nproc for n in nodes),
+        role_rank_offset=sum(n.nproc for n in nodes[:group_rank] if n.role == me.role),
+        role_world_size=sum(n.nproc for n in same_role),
+    )
+
+
+def torch_parameters(rdzv: RdzvPlan) -> RendezvousParameters:
+    """erun's rdzv plan as torch's parameters: `join_timeout` is `timeout` for static and etcd,
+    and whole seconds where torch wants integers."""
+    config: dict[str, Any] = {
+        k: _torch_value(k, v) for k, v in rdzv.settings.items() if k not in ERUN_SETTINGS}
+    for key, default in SETTING_DEFAULTS.items():
+        config.setdefault(key, default)
+    if rdzv.backend in ("static", "etcd"):
+        config.setdefault("timeout", config["join_timeout"])
+    endpoint = rdzv.endpoint
+    if ":" not in endpoint and rdzv.backend in DEFAULT_PORTS:
+        endpoint = f"{endpoint}:{DEFAULT_PORTS[rdzv.backend]}"
+    return RendezvousParameters(rdzv.backend, endpoint, rdzv.id, rdzv.min_nodes, rdzv.max_nodes,
+                                local_addr=rdzv.settings.get("local_addr"), **config)
+
+
+def _torch_value(key: str, value: Any) -> Any:
+    if isinstance(value, float) and (key.endswith(("timeout", "interval", "attempt"))):
+        return max(1, math.ceil(value))
+    return value
+
+
+class TorchMembership:
+    """`Membership` for several nodes over torch's rendezvous handler (created on first use,
+    so connection errors reach the run's log and a stop signal can interrupt the wait)."""
+
+    poll_interval_s: float | None = POLL_INTERVAL_S
+
+    def __init__(self, plan: JobPlan, handler_factory: Callable[[RendezvousParameters], RendezvousHandler]
+                 = get_rendezvous_handler) -> None:
+        self.plan = plan
+        self.rdzv = plan.rdzv
+        self._factory = handler_factory
+        self._params = torch_parameters(plan.rdzv)
+        self._handler: RendezvousHandler | None = None
+        self._store: Store | None = None  # this round's store (erun's namespace in it)
+        self._round_store: Store | None = None
+        self._world = 1
+        self._generation = -1  # static only: the round number in the job's one store
+        self._base: Store | None = None  # static only: that store
+        self._poll_failures = 0
+        self._worker_store: Store | None = None  # group rank 0: this round's store for the workers
+
+    # -- Membership ------------------------------------------------------------------------
+
+    def next_round(self, restart_count: int, spent: int = 0) -> Round:
+        if self._handler is None:
+            try:
+                self._handler = _interruptible(self._connect, self._connect_timeout_s())
+            except _NoAnswer as e:
+                raise RendezvousError(_no_answer_line(self.rdzv, e.seconds)) from None
+        return _interruptible(lambda: self._next_round(restart_count, spent))
+
+    def changed(self) -> bool:
+        """Nodes wait to join (dynamic backends), another node moved on (static), or another
+        node ended the job (closed): the next round tells which."""
+        if self._handler is None:
+            return False
+        try:
+            if self.rdzv.backend == "static":
+                waiting = self._stored_generation() > self._generation
+            else:
+                waiting = self._handler.num_nodes_waiting() > 0 or self._handler.is_closed()
+        except Exception:
+            # The backend is gone (c10d: the node hosting the store ended or died). Once that is
+            # sure, re-form: the next round then fails with a line saying so.
+            self._poll_failures += 1
+            return self._poll_failures >= GONE_AFTER_FAILED_POLLS
+        self._poll_failures = 0
+        return waiting
+
+    def finish(self, succeeded: bool) -> None:
+        """Success: wait until every node of the round is done (exit barrier), then close the
+        rendezvous. Failure (the job's budget is spent): close it so the others stop waiting."""
+        if self._handler is None:
+            return
+        if succeeded:
+            with _stop_signals() as stops:
+                self._exit_barrier(stops)
+        try:
+            self._handler.shutdown()
+        except Exception:  # the store's host may be gone already: the job is over anyway
+            pass
+
+    def leave(self) -> None:
+        """Interrupted: never close the rendezvous (the others may go on without this node);
+        stop this node's heartbeats, so no thread of torch's is busy when the agent exits."""
+        stop = getattr(self._handler, "_stop_heartbeats", None)
+        if callable(stop):
+            stop()
+
+    # -- one round -------------------------------------------------------------------------
+
+    def _next_round(self, restart_count: int, spent: int) -> Round:
+        assert self._handler is not None
+        with explained(self.rdzv, self._joined, rejoin=self._store is not None):
+            info = self._handler.next_rendezvous()
+            group_rank, nodes = info.rank, info.world_size
+            store = self._namespace(info.store)
+            if group_rank == 0 and self.rdzv.backend in DYNAMIC:
+                _unblock_late_joiners(info.store, info.bootstrap_store_info)
+            me = NodeInfo(self.plan.nproc, self.plan.role, restart_count, spent)
+            store.set(f"node/{group_rank}", json.dumps(asdict(me)))
+            if group_rank == 0:
+                store.set("master", json.dumps([self._master_addr(), self._serve_workers()]))
+            infos, (addr, port) = self._read_round(store, nodes)
+        # Keep the round's own store alive too: etcd's is a Python object that the prefixed one
+        # only points to (once collected, every call through the prefix fails).
+        self._round_store, self._store, self._world = info.store, store, nodes
+        return Round(layout_for(group_rank, infos), addr, int(port), max(n.restart_count for n in infos),
+                     nodes=nodes, spent=max(n.spent for n in infos), agent_store=True)
+
+    def _serve_workers(self) -> int:
+        """Group rank 0 hosts a fresh store for this round's workers on a free port (the previous
+        round's closes: its workers are gone). Every rank connects to a store that is already up,
+        instead of racing the workers' rank 0 and paying the client's reconnect backoff."""
+        self._worker_store = None
+        # The server listens on every address; the name is only where its own client connects.
+        self._worker_store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+        return int(self._worker_store.port)
+
+    def _connect(self) -> RendezvousHandler:
+        """torch's handler; c10d connects to (or hosts) its store here, etcd checks the server."""
+        _quiet_torch_logs(self.rdzv.backend)
+        with explained(self.rdzv, lambda: None):
+            handler = self._factory(self._params)
+        _tune_sync(handler, sync_interval(self.rdzv))
+        return handler
+
+    def _connect_timeout_s(self) -> float:
+        """A store that accepts connections but never answers (another program on the port)
+        hangs torch's client past its own read timeout: give up a little after it."""
+        return float(self._params.get_as_int("read_timeout", 60) or 60) + CONNECT_SLACK_S
+
+    def _namespace(self, store: Store) -> Store:
+        if self.rdzv.backend != "static":
+            return PrefixStore("erun", store)
+        self._base = store
+        self._generation = self._next_generation(store)
+        return PrefixStore(f"erun/{self._generation}", store)
+
+    def _next_generation(self, store: Store) -> int:
+        """Join the newest generation, or start the next one (then the others see `changed()`)."""
+        stored = self._stored_generation(store)
+        if stored > self._generation:
+            return stored
+        expected = "" if self._generation < 0 else str(self._generation)
+        won = store.compare_set("erun/generation", expected, str(self._generation + 1))
+        return int(won)
+
+    def _stored_generation(self, store: Store | None = None) -> int:
+        store = store or self._base
+        if store is None or not store.check(["erun/generation"]):
+            return -1
+        return int(store.get("erun/generation"))
+
+    def _read_round(self, store: Store, nodes: int) -> tuple[list[NodeInfo], list[Any]]:
+        keys = [f"node/{rank}" for rank in range(nodes)] + ["master"]
+        try:
+            store.wait(keys, timedelta(seconds=EXCHANGE_TIMEOUT_S))
+        except Exception as e:
+            missing = [k for k in keys if not _has(store, k)]
+            raise RendezvousError(
+                f"erun: error: the round of rendezvous '{self.rdzv.id}' formed with {nodes} nodes, but "
+                f"{', '.join(missing) or 'some'} did not report within {EXCHANGE_TIMEOUT_S:g} s "
+                f"(a node died?): {_first_line(e)}") from None
+        infos = [NodeInfo(**json.loads(store.get(k))) for k in keys[:-1]]
+        return infos, json.loads(store.get("master"))
+
+    def _master_addr(self) -> str:
+        """This node's address for the workers (group rank 0 serves their store): static: node
+        0's endpoint host; else the `local_addr` setting, or this host's FQDN (as torchrun)."""
+        if self.rdzv.backend == "static":
+            return self._params.endpoint.rsplit(":", 1)[0]
+        return str(self.rdzv.settings.get("local_addr") or socket.getfqdn())
+
+    def _joined(self) -> int | None:
+        """Nodes in the rendezvous when it timed out (this one included), if torch tells."""
+        state = getattr(getattr(self._handler, "_state_holder", None), "state", None)
+        if state is None:
+            return None
+        return len(state.participants) + len(state.wait_list) + 1
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _exit_barrier(self, stops: list[int]) -> None:
+        """Every node of the last round checks in; stop waiting when all did, when a node waits
+        for a new round (it will not check in), on a stop signal, or after the timeout."""
+        store = self._store
+        if store is None:
+            return
+        timeout = float(self.rdzv.settings.get("exit_barrier_timeout", EXIT_BARRIER_TIMEOUT_S))
+        deadline = time.monotonic() + timeout
+        arrived = _try_add(store, 1)
+        checked_in, failures = arrived is not None, 0
+        while arrived is None or arrived < self._world:
+            if stops or time.monotonic() > deadline or self.changed():
+                return
+            time.sleep(BARRIER_POLL_S)
+            arrived = _try_add(store, 0 if checked_in else 1)
+            checked_in = checked_in or arrived is not None
+            failures = failures + 1 if arrived is None else 0
+            if failures >= GONE_AFTER_FAILED_POLLS:  # the store's host finished first: all are done
+                return
+
+
+def _try_add(store: Store, amount: int) -> int | None:
+    """The exit count after adding `amount`, or None when the store did not answer."""
+    try:
+        return int(store.add("exit", amount))
+    except Exception:
+        return None
+
+
+def _has(store: Store, key: str) -> bool:
+    try:
+        return bool(store.check([key]))
+    except Exception:
+        return False
+
+
+def sync_interval(rdzv: RdzvPlan) -> float:
+    """How often a waiting node re-reads the rendezvous state: the `sync_interval` setting, else
+    0.1 s for up to 10 nodes, growing with max nodes to torch's own 1 s at 100 nodes, so the
+    backend never serves more reads per second than with torch's default at scale."""
+    value = rdzv.settings.get("sync_interval")
+    if value is not None:
+        return float(value)
+    return min(TORCH_SYNC_S, max(MIN_SYNC_S, rdzv.max_nodes / 100))
+
+
+def _tune_sync(handler: RendezvousHandler, interval: float) -> None:
+    """torch's dynamic rendezvous (c10d, etcd-v2) re-reads its state at most once a second while
+    it waits: a node that joined first notices a completed round up to a second late, at every
+    round. Read every `interval` instead, and let a stop signal end the wait (`_Pacer`). This
+    reaches into two private names of torch 2.13 (tests/test_rendezvous.py checks that they
+    exist); without them torch's own timing stays."""
+    if callable(getattr(dynamic_rendezvous, "_delay", None)):
+        dynamic_rendezvous._delay = PACER
+        PACER.scale = min(1.0, interval / TORCH_SYNC_S)
+    holder = getattr(handler, "_state_holder", None)
+    if interval < TORCH_SYNC_S and hasattr(holder, "_cache_duration"):
+        holder._cache_duration = interval  # type: ignore[union-attr]
+
+
+class _Abandoned(Exception):
+    """Raised inside torch's wait when the agent stopped waiting."""
+
+
+class _Pacer:
+    """Stands in for torch's `dynamic_rendezvous._delay` (1 s between state reads, 0 to 0.3 s of
+    skew before the first): the same waits, scaled, cut short by `abandon()`. The waiting thread
+    then leaves torch's code before the agent exits; a daemon thread still inside torch's C++
+    store at interpreter exit aborts the process ("terminate called without an active
+    exception")."""
+
+    def __init__(self) -> None:
+        self.scale = 1.0
+        self._abandoned = threading.Event()
+
+    def __call__(self, seconds: float | tuple[float, float]) -> None:
+        if isinstance(seconds, tuple):
+            seconds = random.uniform(*seconds)
+        if self._abandoned.wait(seconds * self.scale):
+            raise _Abandoned("the agent stopped waiting for the rendezvous")
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+
+
+PACER = _Pacer()
+
+
+def _quiet_torch_logs(backend: str) -> None:
+    """torch's etcd rendezvous prints INFO lines through a handler of its own; the dynamic one
+    warns when a store that a finished node took with it is gone. erun reports its own errors."""
+    if backend == "etcd":
+        import torch.distributed.elastic.rendezvous.etcd_rendezvous  # noqa: F401 (its import sets INFO)
+
+        logging.getLogger("torch.distributed.elastic.rendezvous.etcd_rendezvous").setLevel(logging.WARNING)
+    logging.getLogger("torch.distributed.elastic.rendezvous.dynamic_rendezvous").setLevel(logging.ERROR)
+
+
+def _unblock_late_joiners(store: Store, info: RendezvousStoreInfo | None) -> None:
+    """torch 2.13 with the shared agent store: a node that joins a later round waits for
+    MASTER_ADDR/MASTER_PORT in that round's store, but group rank 0 only writes them in the first
+    round it leads. Write them (the same values torch would) so the joiner is not stuck."""
+    if info is None:
+        return
+    store.set(RendezvousStoreInfo.MASTER_ADDR_KEY, info.master_addr)
+    store.set(RendezvousStoreInfo.MASTER_PORT_KEY, str(info.master_port))
+
+
+# -- signals: the agent's handlers only wake its selector; here the wait happens in a thread ------
+
+
+class _NoAnswer(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+@contextmanager
+def _stop_signals() -> Iterator[list[int]]:
+    """Note stop signals while torch blocks; the agent's own handlers come back afterwards (and
+    its wakeup fd still gets the signal)."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _: received.append(signum)) for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interruptible(call: Callable[[], T], timeout_s: float | None = None) -> T:
+    """Run a blocking rendezvous call in a thread; a stop signal raises `Interrupted` at once.
+    Past `timeout_s`, raise `TimeoutError` (the thread is abandoned: it is a daemon)."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # handed to the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, name="erun-rendezvous", daemon=True)
+    with _stop_signals() as stops:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+            if stops:
+                PACER.abandon()  # torch's wait ends at its next pause: leave no thread inside torch
+                thread.join(ABANDON_WAIT_S)
+                raise Interrupted(stops[0])
+            if deadline is not None and time.monotonic() > deadline:
+                raise _NoAnswer(timeout_s or 0.0)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
+# -- errors: torch's exceptions as one line that says what to do --------------------------------
+
+
+@contextmanager
+def explained(rdzv: RdzvPlan, joined: Callable[[], int | None], rejoin: bool = False) -> Iterator[None]:
+    """Turn torch's rendezvous exceptions into `RendezvousError`/`ConfigError` lines."""
+    try:
+        yield
+    except (RendezvousError, ConfigError, Interrupted):
+        raise
+    except RendezvousTimeoutError:
+        raise RendezvousError(_timeout_line(rdzv, joined())) from None
+    except RendezvousClosedError:
+        raise RendezvousError(
+            f"erun: error: rendezvous '{rdzv.id}' ({_where(rdzv)}) is closed: the job already ended "
+            f"on another node; start a new job with a new rdzv.id") from None
+    except ModuleNotFoundError as e:
+        raise ConfigError("rdzv.backend", f"is {rdzv.backend}, which needs the `{e.name}` module",
+                          "pip install python-etcd (or erun's `etcd` extra)") from None
+    except ValueError as e:
+        raise ConfigError("rdzv", f"is not valid for the {rdzv.backend} backend: {e}",
+                          "check rdzv.endpoint and rdzv.settings") from None
+    except Exception as e:
+        raise RendezvousError(_lost_line(rdzv, e) if rejoin else _failure_line(rdzv, e)) from e
+
+
+def _where(rdzv: RdzvPlan) -> str:
+    return f"{rdzv.backend} at {rdzv.endpoint}"
+
+
+def _timeout_line(rdzv: RdzvPlan, joined: int | None) -> str:
+    need = f"{rdzv.min_nodes}" if rdzv.min_nodes == rdzv.max_nodes else f"at least {rdzv.min_nodes}"
+    came = "fewer" if joined is None else f"{joined}"
+    timeout = rdzv.settings.get("join_timeout", SETTING_DEFAULTS["join_timeout"])
+    return (f"erun: error: rendezvous '{rdzv.id}' ({_where(rdzv)}) timed out after {timeout} s: {came} of "
+            f"{need} nodes joined (nnodes={_nnodes(rdzv)}); start the other nodes with the same "
+            f"rdzv.id and endpoint, or raise rdzv.settings.join_timeout")
+
+
+def _nnodes(rdzv: RdzvPlan) -> str:
+    return str(rdzv.min_nodes) if rdzv.min_nodes == rdzv.max_nodes else f"{rdzv.min_nodes}:{rdzv.max_nodes}"
+
+
+def _failure_line(rdzv: RdzvPlan, error: BaseException) -> str:
+    text = " ".join(str(e) for e in _chain(error)).lower()
+    if "address already in use" in text or "errno 98" in text or "eaddrinuse" in text:
+        return (f"erun: error: cannot serve the {rdzv.backend} rendezvous on {rdzv.endpoint}: address "
+                f"already in use (another job or process holds the port); choose another port in "
+                f"rdzv.endpoint")
+    if isinstance(error, TimeoutError) or "timed out" in text or "timeout" in text:
+        why = "no answer in time"
+    elif "refused" in text:
+        why = "connection refused"
+    else:
+        why = _first_line(error)
+    return (f"erun: error: cannot reach the {rdzv.backend} rendezvous at {rdzv.endpoint} ({why}); "
+            f"check rdzv.endpoint and that the {_server(rdzv)} is up and reachable from this node")
+
+
+def _lost_line(rdzv: RdzvPlan, error: BaseException) -> str:
+    gone = ("the node hosting its store (the first to start) ended or died" if rdzv.backend == "c10d"
+            else f"the {_server(rdzv)} went away")
+    return (f"erun: error: lost the {rdzv.backend} rendezvous at {rdzv.endpoint} ({_first_line(error)}): "
+            f"{gone}; the job cannot re-form")
+
+
+def _no_answer_line(rdzv: RdzvPlan, seconds: float) -> str:
+    return (f"erun: error: no answer from the {rdzv.backend} rendezvous at {rdzv.endpoint} within "
+            f"{seconds:g} s: something listens there but does not answer as a {rdzv.backend} store "
+            f"(address already in use by another program?); choose another port in rdzv.endpoint")
+
+
+def _server(rdzv: RdzvPlan) -> str:
+    if rdzv.backend.startswith("etcd"):
+        return "etcd server (with --enable-v2)"
+    if rdzv.backend == "static":
+        return "node with node_rank=0"
+    return "first node (it hosts the store)"
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _first_line(error: BaseException) -> str:
+    for e in reversed(list(_chain(error))):
+        text = str(e).strip().splitlines()
+        if text:
+            return f"{type(e).__name__}: {text[0][:200]}"
+    return type(error).__name__
+

@@ -1,0 +1,227 @@
+"""Worker and WorkerGroup: the live state of one attempt on this node.
+
+A `Worker` is one rank in one attempt; a `WorkerGroup` holds this node's workers for the
+current attempt. Both are runtime objects: they take a `JobPlan`, never a config. State
+changes are written down in `runner.state`; every change is reported to an observer (the
+agent's event log) as it happens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.paths import RunPaths
+from runner.plan import JobPlan
+from runner.runtime import logs, processes
+from runner.runtime.console import Console
+from runner.runtime.env import SINGLE_NODE, AttemptContext, RankLayout, worker_env
+from runner.runtime.health import Verdict, WatchedRank
+from runner.runtime.spares import SparePool
+from runner.state import ExitInfo, Failure, WorkerResult, WorkerState
+
+StateObserver = Callable[["Worker", WorkerState], None]
+
+
+@dataclass
+class Worker:
+    """One rank of one attempt."""
+
+    rank: int
+    local_rank: int
+    attempt: int
+    paths: RunPaths
+    state: WorkerState = WorkerState.INIT
+    process: processes.Process | None = None
+    streams: list[logs.OutputStream] = field(default_factory=list)
+    start: float | None = None
+    end: float | None = None
+    exit: ExitInfo | None = None
+    # Set when a watchdog condemned this rank: it ends FAILED with this reason, not STOPPED.
+    verdict: Verdict | None = None
+    warm: bool = False  # started from a warm spare (runner.runtime.spares), not a fresh interpreter
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        return self.state in (WorkerState.HEALTHY, WorkerState.UNHEALTHY)
+
+    def result(self) -> WorkerResult:
+        return WorkerResult(self.rank, self.local_rank, self.pid, self.start, self.end, self.state, self.exit)
+
+    def failure(self) -> Failure:
+        """What to tell the user about this rank's failure (call once it has ended)."""
+        exit_info = self.exit or ExitInfo(exit_code=None)
+        error_file = self.paths.error_file(self.attempt, self.rank)
+        message, traceback = read_error_file(error_file)
+        stderr_tail = logs.tail(self.paths.stderr(self.attempt, self.rank))
+        verdict = self.verdict
+        return Failure(
+            rank=self.rank, local_rank=self.local_rank, attempt=self.attempt,
+            time=verdict.time if verdict else (self.end or time.time()), exit=exit_info,
+            message=verdict.message if verdict else (message or exit_info.describe()),
+            reason=verdict.reason if verdict else "exit", traceback=traceback, stderr_tail=stderr_tail,
+            stdout_log=str(self.paths.stdout(self.attempt, self.rank)),
+            stderr_log=str(self.paths.stderr(self.attempt, self.rank)),
+            error_file=str(error_file) if error_file.exists() else "",
+        )
+
+
+def read_error_file(path: Path) -> tuple[str, str]:
+    """(message, traceback) from torch's `@record` error file; empty strings when absent."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "", ""
+    body = data.get("message", {})
+    if isinstance(body, str):
+        return body, ""
+    extra = body.get("extraInfo", {}) if isinstance(body, dict) else {}
+    return str(body.get("message", "")), str(extra.get("py_callstack", ""))
+
+
+class WorkerGroup:
+    """This node's workers for one attempt: start them, route their events, stop them."""
+
+    def __init__(
+        self, plan: JobPlan, paths: RunPaths, attempt: int,
+        layout: RankLayout = SINGLE_NODE, observer: StateObserver | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.console = console or Console()
+        self.plan = plan
+        self.paths = paths
+        self.attempt = attempt
+        self.layout = layout
+        self.state = WorkerState.INIT
+        self._observer = observer
+        self.workers = [
+            Worker(rank=layout.rank_offset + i, local_rank=i, attempt=attempt, paths=paths)
+            for i in range(plan.nproc)
+        ]
+
+    def start(self, ctx: AttemptContext, base_env: Mapping[str, str],
+              on_spawn: Callable[[Worker], None], spares: SparePool | None = None) -> None:
+        """INIT -> HEALTHY: spawn every worker (or hand it to its warm spare), with log files and pipes."""
+        argv = self.plan.entrypoint.argv()
+        for worker in self.workers:
+            rank_dir = self.paths.rank_dir(self.attempt, worker.rank)
+            rank_dir.mkdir(parents=True, exist_ok=True)
+            env = self.env(worker.local_rank, ctx, base_env)
+            process = spares.take(worker.local_rank, argv, env, self.plan.cwd) if spares else None
+            worker.warm = process is not None
+            worker.process = process or processes.spawn(argv, env, self.plan.cwd)
+            worker.start = time.time()
+            worker.streams = self._streams(worker)
+            self._set(worker, WorkerState.HEALTHY)
+            on_spawn(worker)
+        self.state = WorkerState.HEALTHY
+
+    def env(self, local_rank: int, ctx: AttemptContext, base_env: Mapping[str, str],
+            attempt: int | None = None) -> dict[str, str]:
+        """The environment of `local_rank` in this attempt (or, for a spare, in `attempt`)."""
+        attempt = self.attempt if attempt is None else attempt
+        rank = self.layout.rank_offset + local_rank
+        return worker_env(self.plan, local_rank, ctx, str(self.paths.error_file(attempt, rank)), base_env,
+                          self.layout, heartbeat_file=str(self.paths.heartbeat(attempt, rank)))
+
+    def _streams(self, worker: Worker) -> list[logs.OutputStream]:
+        assert worker.process is not None
+        plan = self.plan
+        prefix = logs.make_prefix(plan.logs.prefix, worker.rank, worker.local_rank, plan.role, self.attempt)
+        shown = plan.logs.shows(worker.rank)
+        return [
+            logs.OutputStream(fd, path, self.console if shown else None, prefix, name)
+            for name, fd, path in (
+                ("stdout", worker.process.stdout_fd, self.paths.stdout(self.attempt, worker.rank)),
+                ("stderr", worker.process.stderr_fd, self.paths.stderr(self.attempt, worker.rank)),
+            )
+        ]
+
+    def on_exit(self, worker: Worker, stopping: bool) -> None:
+        """HEALTHY -> SUCCEEDED | FAILED, or -> STOPPED when the agent asked it to stop."""
+        assert worker.process is not None
+        returncode = worker.process.reap()
+        if returncode is None:
+            return
+        for stream in worker.streams:
+            stream.pump()
+        worker.end = time.time()
+        worker.exit = ExitInfo.from_returncode(returncode)
+        if worker.exit.ok and worker.verdict is None:
+            self._set(worker, WorkerState.SUCCEEDED)
+        elif worker.verdict is not None:
+            self._set(worker, WorkerState.FAILED)
+        elif stopping:
+            self._set(worker, WorkerState.STOPPED)
+        else:
+            self._set(worker, WorkerState.FAILED)
+
+    def abandon(self, worker: Worker) -> None:
+        """A rank that would not die even to SIGKILL: stop waiting (FAILED if condemned)."""
+        worker.end = time.time()
+        self._set(worker, WorkerState.FAILED if worker.verdict else WorkerState.STOPPED)
+
+    def condemned(self) -> list[Worker]:
+        return [w for w in self.workers if w.verdict is not None]
+
+    def condemn(self, verdicts: list[Verdict]) -> None:
+        """HEALTHY -> UNHEALTHY for each rank a watchdog found wanting; it will end FAILED."""
+        for verdict in verdicts:
+            worker = self.workers[verdict.rank - self.layout.rank_offset]
+            if worker.running and worker.verdict is None:
+                worker.verdict = verdict
+                self._set(worker, WorkerState.UNHEALTHY)
+
+    def watched(self) -> list[WatchedRank]:
+        """What the health monitor needs of each running rank."""
+        return [
+            WatchedRank(w.rank, w.pid, str(self.paths.heartbeat(self.attempt, w.rank)),
+                        max(s.last_activity for s in w.streams))
+            for w in self.running() if w.pid is not None
+        ]
+
+    def running(self) -> list[Worker]:
+        return [w for w in self.workers if w.running]
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to every running worker's process group."""
+        for worker in self.running():
+            assert worker.pid is not None
+            processes.signal_group(worker.pid, signum)
+
+    def sweep(self, token: str, signum: int, spare_pids: Sequence[int] = ()) -> list[int]:
+        """Signal what is left of every worker's tree: its group, and escaped descendants
+        (all carry the token; the next attempt's spares carry it too and are left alone)."""
+        for worker in self.workers:
+            if worker.pid is not None:
+                processes.signal_group(worker.pid, signum)
+        return processes.kill_marked(token, signum, exclude=spare_pids)
+
+    def close(self) -> None:
+        """Flush and close every stream and descriptor (after all workers ended)."""
+        for worker in self.workers:
+            for stream in worker.streams:
+                if stream.open:
+                    stream.pump()
+                    stream.close()
+            if worker.process is not None:
+                worker.process.close()
+
+    def failed(self) -> list[Worker]:
+        return [w for w in self.workers if w.state is WorkerState.FAILED]
+
+    def all_succeeded(self) -> bool:
+        return all(w.state is WorkerState.SUCCEEDED for w in self.workers)
+
+    def _set(self, worker: Worker, state: WorkerState) -> None:
+        worker.state = state
+        if self._observer is not None:
+            self._observer(worker, state)
+

@@ -1,0 +1,140 @@
+"""One launch of erun's Hydra launcher (hydra_plugins/erun_launcher): prepare every point of a
+sweep (Hydra's config, erun's plan), then run them side by side on the node's slots.
+
+It lives outside `hydra_plugins` because Hydra imports every module there on every run, sweep
+or not: the plugin stays small and imports this module only when a sweep launches.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, run_job
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from runner.devices import HostInfo
+from runner.errors import ConfigError
+from runner.sweep.points import (
+    SweepPoint,
+    SweepSession,
+    SweepSummary,
+    display,
+    earlier_runs,
+    exit_status,
+    fresh_dir,
+    labels,
+    succeeded_run,
+)
+from runner.sweep.run import SweepRun
+from runner.sweep.slots import slot_pool, too_big
+
+if TYPE_CHECKING:
+    from hydra_plugins.erun_launcher.erun_launcher import ErunLauncher
+
+COMMAND_LINE = "command line"
+
+
+class Sweep:
+    """One launch: prepare every point (Hydra's config, erun's plan), then run them all."""
+
+    def __init__(self, launcher: ErunLauncher, session: SweepSession, sweep_dir: Path,
+                 made: list[Path]) -> None:
+        assert launcher.config is not None and launcher.hydra_context is not None
+        self.config, self.hydra_context = launcher.config, launcher.hydra_context
+        self.launcher, self.session, self.sweep_dir, self.made = launcher, session, sweep_dir, made
+        self.context = session.sweep_context()
+        self.pool = slot_pool(HostInfo.detect(self.context.environ), launcher.slots, launcher.pack)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+        earlier = earlier_runs(self.sweep_dir) if self.launcher.resume else {}
+        names = labels(job_overrides)
+        points, returns = [], []
+        for n, overrides in enumerate(job_overrides):
+            done = succeeded_run(earlier.get(frozenset(overrides), []))
+            if done is not None:
+                point = SweepPoint(initial_job_idx + n, tuple(overrides), names[n], earlier_run=done)
+                ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+            else:
+                point, ret = self.prepare(initial_job_idx + n, overrides, names[n])
+            points.append(point)
+            returns.append(ret)
+        self.check_fits(points)
+        if self.context.dry_run:
+            print(f"erun: dry run: {len(points)} point(s) on {self.pool.describe()}; nothing started",
+                  file=sys.stderr, flush=True)
+            return returns
+        status = self.run(points)
+        for ret in returns:
+            ret.return_value = status
+        return returns
+
+    def prepare(self, index: int, overrides: Sequence[str], label: str) -> tuple[SweepPoint, JobReturn]:
+        """Compose the point, choose its folder and compile it."""
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = config.hydra.job.num = index
+        self.choose_dir(config)
+        host = self.pool.host()
+        ret = run_job(hydra_context=self.hydra_context, config=config,
+                      task_function=lambda cfg: self.session.prepare_point(cfg, host),
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        assert ret.hydra_cfg is not None
+        self.made.append(Path(ret.hydra_cfg.hydra.runtime.output_dir))
+        outcome = ret._return_value  # the public getter prints Hydra's own error report first
+        if ret.status is JobStatus.FAILED:
+            raise outcome
+        return SweepPoint(index, tuple(overrides), label, prepared=outcome), ret
+
+    def choose_dir(self, config: DictConfig) -> None:
+        """The point's folder: Hydra's sweep subdir, or with --resume a fresh `N_retryK` next to
+        an earlier run of the point (which is never touched)."""
+        natural, subdir = point_dir(config)
+        fresh = fresh_dir(natural)
+        if fresh == natural:
+            return
+        if not self.launcher.resume:
+            raise ConfigError("hydra.sweep.dir", f"{display(natural, self.context.cwd)} already holds a run",
+                              "add --resume to skip the points that succeeded and rerun the rest, "
+                              "or choose a new sweep directory", COMMAND_LINE)
+        with read_write(config.hydra.sweep), open_dict(config.hydra.sweep):
+            config.hydra.sweep.subdir = os.path.join(os.path.dirname(subdir), fresh.name)
+
+    def check_fits(self, points: list[SweepPoint]) -> None:
+        """A point that needs more slots than the pool has is an error before anything runs."""
+        big = too_big(self.pool, [(i, p.nproc) for i, p in enumerate(points)])
+        if big is not None:
+            point = points[big[0]]
+            raise ConfigError("nproc", f"of point {point.index} {point.label} is {big[1]}, more than the "
+                              f"sweep's {self.pool.describe()}", "lower nproc, or raise hydra.launcher.slots "
+                              "(with hydra.launcher.pack=cpu on CPU cores)", COMMAND_LINE)
+
+    def run(self, points: list[SweepPoint]) -> int:
+        print(f"erun: sweep of {len(points)} point(s) on {self.pool.describe()}: "
+              f"{display(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
+        results, signum = SweepRun(points, self.pool, self.context.environ, self.context.cwd,
+                                   self.launcher.fail_fast).run()
+        status = exit_status(results, signum)
+        summary = SweepSummary(self.sweep_dir, self.pool.describe(), results, status,
+                               signal.Signals(signum).name if signum else None)
+        summary.write(self.context.cwd)
+        print(f"{summary.headline()}\n{summary.table(self.context.cwd)}", file=sys.stderr, flush=True)
+        self.session.finish(status)
+        return status
+
+
+def point_dir(config: DictConfig) -> tuple[Path, str]:
+    """Where Hydra's run_job will put the point (computed as it does), and the resolved subdir."""
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(config)
+    try:
+        subdir = str(OmegaConf.select(config, "hydra.sweep.subdir"))
+        folder = os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")), subdir)
+        return Path(os.path.abspath(folder)), subdir
+    finally:
+        HydraConfig.instance().cfg = saved  # type: ignore[assignment]

@@ -1,0 +1,299 @@
+"""Sweeps: the points of a multirun, how they are named and resumed, and the sweep's summary.
+
+erun's Hydra launcher (`hydra_plugins/erun_launcher`) composes and compiles every point first
+(`PreparedPoint`), then `runner.sweep.run` runs them side by side on the node's slots. This
+module is the data and the files, no processes:
+
+    sweep_dir/multirun.yaml        Hydra's sweep config
+    sweep_dir/N/                   point N's run directory (a full erun run: .hydra/, job.yaml,
+                                   plan.json, events.jsonl, summary.json, attempt_*/, console.log)
+    sweep_dir/N_retry1/            point N run again by --resume (the failed run's N/ stays as is)
+    sweep_dir/sweep.json           one row per point: state, restarts, start, end, slots, run dir
+    sweep_dir/sweep.md             the same as a Markdown table
+
+A point is identified by its overrides (as Hydra records them in .hydra/overrides.yaml), not by
+its number, so a resumed sweep finds its points even when their order changed.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from runner.devices import HostInfo
+from runner.errors import ErunError, ExitStatus
+from runner.plan import JobPlan
+from runner.record.writer import read_json
+
+SUMMARY_JSON = "sweep.json"
+SUMMARY_MD = "sweep.md"
+CONSOLE_LOG = "console.log"
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+RETRY_SUFFIX = "_retry"
+JOB_OVERRIDE_KEY = "job@_global_"
+
+
+class PointState(str, enum.Enum):
+    """How a point ended. SKIPPED: it succeeded in an earlier run of the sweep (--resume)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    INTERRUPTED = "INTERRUPTED"
+    SKIPPED = "SKIPPED"
+    NOT_STARTED = "NOT_STARTED"  # the sweep was stopped (fail_fast, a signal) before its turn
+
+    @property
+    def ok(self) -> bool:
+        return self in (PointState.SUCCEEDED, PointState.SKIPPED)
+
+
+@dataclass(frozen=True)
+class PreparedPoint:
+    """A point ready to run: its plan, and the files its run directory gets before the agent
+    starts (Hydra's .hydra/ record and job.yaml), as text."""
+
+    plan: JobPlan
+    files: Mapping[str, str]
+    overrides: tuple[str, ...]
+
+    def write_files(self) -> None:
+        for path, text in self.files.items():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+
+
+@runtime_checkable
+class SweepSession(Protocol):
+    """What the launcher needs from erun's Hydra session (`runner.app.Session`)."""
+
+    def prepare_point(self, cfg: Any, host: HostInfo | None = None) -> PreparedPoint:
+        """Compile one point (Hydra's config for it is current) against `host`; a ConfigError
+        names the first mistake. A dry run prints the plan."""
+
+    def sweep_context(self) -> SweepContext:
+        """erun's environment, working directory and flags for this sweep."""
+
+    def fail(self, error: ErunError, folders: Sequence[Path] = ()) -> None:
+        """Stop with `error` (one line, exit 2) and drop the empty folders made for it."""
+
+    def finish(self, exit_status: int) -> None:
+        """The sweep's exit status."""
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    environ: Mapping[str, str]
+    cwd: Path
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of the sweep as it will run (or was skipped)."""
+
+    index: int
+    overrides: tuple[str, ...]
+    label: str
+    prepared: PreparedPoint | None = None  # None: skipped
+    earlier_run: Path | None = None  # the run that already succeeded (skipped points)
+
+    @property
+    def run_dir(self) -> Path:
+        if self.prepared is not None:
+            return Path(self.prepared.plan.run_dir)
+        assert self.earlier_run is not None
+        return self.earlier_run
+
+    @property
+    def nproc(self) -> int:
+        return self.prepared.plan.nproc if self.prepared is not None else 0
+
+
+@dataclass
+class PointResult:
+    """How a point ended, for the summary."""
+
+    point: SweepPoint
+    state: PointState = PointState.PENDING
+    exit_code: int | None = None
+    start: float | None = None
+    end: float | None = None
+    slots: tuple[str, ...] = ()
+    restarts: int | None = None
+    attempts: int | None = None
+    note: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.start is None or self.end is None else self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "point": self.point.index, "label": self.point.label, "overrides": list(self.point.overrides),
+            "state": self.state.value, "exit_code": self.exit_code, "restarts": self.restarts,
+            "attempts": self.attempts, "start": self.start, "end": self.end, "duration_s": self.duration,
+            "slots": list(self.slots), "run_dir": str(self.point.run_dir), "note": self.note,
+        }
+
+
+def exit_status(results: Sequence[PointResult], signum: int | None) -> int:
+    """128+N when a signal stopped the sweep; 1 when any point did not succeed; else 0."""
+    if signum is not None:
+        return ExitStatus.for_signal(signum)
+    return int(ExitStatus.SUCCESS if all(r.state.ok for r in results) else ExitStatus.JOB_FAILED)
+
+
+# -- labels ----------------------------------------------------------------------------------
+
+
+def override_key(override: str) -> str:
+    key = override.split("=", 1)[0].lstrip("+~")
+    return "job" if key == JOB_OVERRIDE_KEY else key
+
+
+def labels(points: Sequence[Sequence[str]]) -> list[str]:
+    """A short name per point from the overrides that differ between points: `[lr=0.1,nproc=2]`
+    (a key's last part when that is unambiguous). A sweep of one point is `[0]`."""
+    values: dict[str, set[str]] = {}
+    for overrides in points:
+        for o in overrides:
+            values.setdefault(override_key(o), set()).add(o.split("=", 1)[1] if "=" in o else "")
+    swept = [k for k, v in values.items() if len(v) > 1 or any(k not in map(override_key, p) for p in points)]
+    tails = [k.rsplit(".", 1)[-1] for k in swept]
+    short = {k: (t if tails.count(t) == 1 else k) for k, t in zip(swept, tails, strict=True)}
+    out = []
+    for i, overrides in enumerate(points):
+        parts = [f"{short[override_key(o)]}={o.split('=', 1)[1]}" for o in overrides
+                 if override_key(o) in short and "=" in o]
+        out.append(f"[{','.join(parts)}]" if parts else f"[{i}]")
+    return out
+
+
+# -- resume ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EarlierRun:
+    run_dir: Path
+    state: str
+
+
+def earlier_runs(sweep_dir: Path) -> dict[frozenset[str], list[EarlierRun]]:
+    """The runs already in a sweep directory, by their overrides (any subdirectory with
+    .hydra/overrides.yaml); state is summary.json's, RUNNING or '' when it has none."""
+    found: dict[frozenset[str], list[EarlierRun]] = {}
+    if not sweep_dir.is_dir():
+        return found
+    for folder in sorted(sweep_dir.iterdir()):
+        overrides = read_overrides(folder)
+        if overrides is not None:
+            state = str(read_json(folder / "summary.json").get("state", ""))
+            found.setdefault(frozenset(overrides), []).append(EarlierRun(folder, state))
+    return found
+
+
+def succeeded_run(runs: Iterable[EarlierRun]) -> Path | None:
+    return next((r.run_dir for r in runs if r.state == "SUCCEEDED"), None)
+
+
+def holds_run(folder: Path) -> bool:
+    """A folder that already has something in it (an earlier run's record or logs)."""
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def fresh_dir(natural: Path) -> Path:
+    """`natural` if free, else the first free `natural_retryK` (an earlier run is never touched)."""
+    if not holds_run(natural):
+        return natural
+    k = 1
+    while holds_run(natural.with_name(f"{natural.name}{RETRY_SUFFIX}{k}")):
+        k += 1
+    return natural.with_name(f"{natural.name}{RETRY_SUFFIX}{k}")
+
+
+def read_overrides(run_dir: Path) -> list[str] | None:
+    path = run_dir / OVERRIDES_FILE
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return [str(o) for o in data] if isinstance(data, list) else None
+
+
+def outcome_of(result: PointResult) -> None:
+    """Fill restarts and attempts (and the state, for a skipped point) from the run's summary.json."""
+    summary = read_json(result.point.run_dir / "summary.json")
+    result.restarts = summary.get("restarts")
+    result.attempts = summary.get("attempts")
+    if result.point.prepared is None:  # skipped: its times are the earlier run's
+        attempts = summary.get("per_attempt") or [{}]
+        result.start, result.end = attempts[0].get("start"), attempts[-1].get("end")
+
+
+# -- the summary -----------------------------------------------------------------------------
+
+
+@dataclass
+class SweepSummary:
+    sweep_dir: Path
+    slots: str
+    results: list[PointResult]
+    exit_status: int
+    signal: str | None = None
+    written_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sweep_dir": str(self.sweep_dir), "slots": self.slots, "exit_status": self.exit_status,
+                "signal": self.signal, "written_at": self.written_at,
+                "points": [r.to_dict() for r in self.results]}
+
+    def rows(self, cwd: Path) -> list[list[str]]:
+        header = ["point", "overrides", "state", "restarts", "duration", "slots", "run dir"]
+        body = [[str(r.point.index), r.point.label, r.state.value + (f" ({r.note})" if r.note else ""),
+                 "-" if r.restarts is None else str(r.restarts),
+                 "-" if r.duration is None else f"{r.duration:.1f} s",
+                 ",".join(r.slots) or "-", display(r.point.run_dir, cwd)] for r in self.results]
+        return [header, *body]
+
+    def table(self, cwd: Path) -> str:
+        rows = self.rows(cwd)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                         for row in rows)
+
+    def markdown(self, cwd: Path) -> str:
+        rows = self.rows(cwd)
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows[1:]]
+        return "\n".join(lines) + "\n"
+
+    def headline(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.state.value.lower()] = counts.get(r.state.value.lower(), 0) + 1
+        how = ", ".join(f"{n} {state}" for state, n in counts.items())
+        stopped = f"; stopped by {self.signal}" if self.signal else ""
+        return f"erun: sweep of {len(self.results)} point(s) on {self.slots}: {how}{stopped}"
+
+    def write(self, cwd: Path) -> None:
+        from runner.record.writer import write_json
+
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.sweep_dir / SUMMARY_JSON, self.to_dict())
+        (self.sweep_dir / SUMMARY_MD).write_text(f"{self.headline()}\n\n{self.markdown(cwd)}")
+
+
+def display(path: Path, cwd: Path) -> str:
+    rel = os.path.relpath(path, cwd)
+    return str(path) if rel.startswith("..") else rel

@@ -1,0 +1,311 @@
+"""Running a sweep: every point is a full agent (`python -m runner run-plan`), side by side.
+
+Points run as separate processes, never threads: each agent installs signal handlers and forks
+its own orphan guard. One event loop, as the agent's: a pidfd per point's agent (readable when
+it exits), its stdout and stderr pipes, and the signal inbox; nothing polls.
+
+Point lifecycle:
+
+    PENDING ──its slots are free──> RUNNING ──agent exits──> SUCCEEDED | FAILED | INTERRUPTED
+       └──the sweep is stopped first (a signal, fail_fast)──> NOT_STARTED
+
+Stopping: SIGINT/SIGTERM/SIGHUP to erun go to every running point's agent (each stops its
+workers with its own grace); points not started stay so; after the longest grace plus a margin,
+agents still alive get SIGKILL (their guards then kill their workers). A second Ctrl-C is
+forwarded too: agents kill their workers at once. SIGUSR1/SIGUSR2 are forwarded, nothing stops.
+
+Console: every line a point's agent writes is written whole, prefixed with the point's label
+(`[lr=0.1,nproc=2][0]: ...`), so points never interleave within a line; the agent's own output
+also goes, unprefixed, to the point's run_dir/console.log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import selectors
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from runner.errors import ErunError
+from runner.runtime import processes
+from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
+from runner.sweep.points import (
+    CONSOLE_LOG,
+    PointResult,
+    PointState,
+    SweepPoint,
+    display,
+    outcome_of,
+    read_json,
+)
+from runner.sweep.slots import SlotKind, SlotPool, first_fit
+
+# After the longest stop grace of the running points: how long agents get to finish stopping.
+STOP_MARGIN_S = 5.0
+READ_SIZE = 65536
+
+
+@dataclass
+class RunningPoint:
+    """A point whose agent runs: the process, its console log and half-read lines."""
+
+    result: PointResult
+    process: processes.Process
+    log: BinaryIO
+    grace_s: float
+    partial: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def label(self) -> bytes:
+        return self.result.point.label.encode()
+
+
+@dataclass
+class Streams:
+    """Where prefixed point output goes (erun's stdout and stderr)."""
+
+    out: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
+    err: BinaryIO = field(default_factory=lambda: sys.stderr.buffer)
+
+    def note(self, text: str) -> None:
+        self.err.write(f"erun: {text}\n".encode())
+        self.err.flush()
+
+
+class SweepRun:
+    """Runs the points on the pool: `SweepRun(...).run()` returns every point's result and the
+    signal that stopped the sweep (None when it ran to its end)."""
+
+    def __init__(self, points: Sequence[SweepPoint], pool: SlotPool, environ: Mapping[str, str],
+                 cwd: Path, fail_fast: bool = False, streams: Streams | None = None) -> None:
+        self.pool = pool
+        self.environ = dict(environ)
+        self.cwd = cwd
+        self.fail_fast = fail_fast
+        self.streams = streams or Streams()
+        self.results = [PointResult(p) for p in points]
+        self.pending = [r for r in self.results if r.point.prepared is not None]
+        for r in self.results:
+            if r.point.prepared is None:
+                r.state = PointState.SKIPPED
+                r.note = "succeeded earlier"
+                outcome_of(r)
+        self.running: dict[int, RunningPoint] = {}  # by pid
+        self.stop_signal: int | None = None  # the signal that stopped the sweep
+        self._stopping = False
+        self._kill_at: float | None = None
+        self._selector = selectors.DefaultSelector()
+        self._inbox = SignalInbox()
+
+    def run(self) -> tuple[list[PointResult], int | None]:
+        self._inbox.install()
+        self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
+        try:
+            while True:
+                if not self._stopping:
+                    self._start_what_fits()
+                if not self.running:
+                    break
+                self._wait()
+        finally:
+            self._kill_all()
+            self._inbox.uninstall()
+            self._selector.close()
+        for r in self.pending:
+            r.state = PointState.NOT_STARTED
+        return self.results, self.stop_signal
+
+    # -- starting --------------------------------------------------------------------------
+
+    def _free(self) -> list[str]:
+        busy = {s for rp in self.running.values() for s in rp.result.slots}
+        return [s for s in self.pool.ids if s not in busy]
+
+    def _start_what_fits(self) -> None:
+        demands = [(i, r.point.nproc) for i, r in enumerate(self.pending)]
+        starts = first_fit(self._free(), demands)
+        chosen = {i for i, _ in starts}
+        ready = [(self.pending[i], slots) for i, slots in starts]
+        self.pending = [r for i, r in enumerate(self.pending) if i not in chosen]
+        for result, slots in ready:
+            self._start(result, slots)
+
+    def _start(self, result: PointResult, slots: tuple[str, ...]) -> None:
+        """PENDING -> RUNNING (or FAILED when the agent cannot even be started)."""
+        prepared = result.point.prepared
+        assert prepared is not None
+        # No live panel: it draws on erun's terminal, which the points share.
+        plan = dataclasses.replace(prepared.plan, logs=dataclasses.replace(prepared.plan.logs, panel="off"))
+        if self.pool.kind is SlotKind.GPU and plan.devices:
+            plan = dataclasses.replace(plan, devices=slots[:plan.nproc])  # isolate_gpus: its own
+        result.slots, result.start = slots, time.time()
+        run_dir = Path(plan.run_dir)
+        env = {**self.environ, **self.pool.environ(slots, plan.nproc, self.environ)}
+        try:
+            prepared.write_files()
+            (run_dir / "plan.json").write_text(plan.to_json())
+            log = open(run_dir / CONSOLE_LOG, "ab")  # closed when the point ends
+        except OSError as e:
+            self._not_started(result, e)
+            return
+        argv = [sys.executable, "-m", "runner", "run-plan", str(run_dir / "plan.json")]
+        try:
+            process = processes.spawn(argv, env, str(self.cwd))
+        except ErunError as e:
+            log.close()
+            self._not_started(result, e)
+            return
+        result.state = PointState.RUNNING
+        running = RunningPoint(result, process, log, plan.restart.stop_grace_s)
+        self.running[process.pid] = running
+        self._selector.register(process.pidfd, selectors.EVENT_READ, ("exit", running))
+        self._selector.register(process.stdout_fd, selectors.EVENT_READ, ("out", running))
+        self._selector.register(process.stderr_fd, selectors.EVENT_READ, ("err", running))
+        self.streams.note(f"point {result.point.index} {result.point.label} started on "
+                          f"{self.pool.describe(slots)}: {display(run_dir, self.cwd)}")
+
+    def _not_started(self, result: PointResult, error: Exception) -> None:
+        """PENDING -> FAILED: its record or its agent could not even be started."""
+        result.state, result.end, result.note = PointState.FAILED, time.time(), f"not started: {error}"
+        self.streams.note(f"point {result.point.index} {result.point.label} could not start: {error}")
+        self._failed()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _wait(self) -> None:
+        timeout = None if self._kill_at is None else max(0.0, self._kill_at - time.monotonic())
+        events = self._selector.select(timeout)
+        if not events and self._kill_at is not None and time.monotonic() >= self._kill_at:
+            self._kill_all()
+            self._kill_at = None
+        for key, _ in events:
+            if key.data is None:
+                self._on_signals(self._inbox.drain())
+                continue
+            what, running = key.data
+            if running.process.pid not in self.running:
+                continue  # ended earlier in this batch of events
+            if what == "exit":
+                self._on_exit(running)
+            else:
+                self._read(running, int(key.fd))
+
+    def _on_signals(self, signums: list[int]) -> None:
+        for signum in signums:
+            if signum in FORWARD_SIGNALS:
+                self._signal_all(signum)
+            elif signum in STOP_SIGNALS:
+                if self.stop_signal is None:
+                    self.stop_signal = signum
+                    self.streams.note(f"{signal.Signals(signum).name}: stopping {len(self.running)} "
+                                      f"running point(s); {len(self.pending)} not started")
+                self._stop(signum)
+
+    def _stop(self, signum: int) -> None:
+        """Forward a stop to every running agent; points not started stay so."""
+        if not self._stopping:
+            self._stopping = True
+            grace = max((rp.grace_s for rp in self.running.values()), default=0.0)
+            self._kill_at = time.monotonic() + grace + STOP_MARGIN_S
+        self._signal_all(signum)
+
+    def _failed(self) -> None:
+        if self.fail_fast and not self._stopping:
+            self.streams.note(f"fail_fast: stopping {len(self.running)} running point(s); "
+                              f"{len(self.pending)} not started")
+            self._stop(signal.SIGTERM)
+
+    def _signal_all(self, signum: int) -> None:
+        for pid in self.running:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _kill_all(self) -> None:
+        """SIGKILL every agent still running (its orphan guard kills its workers) and reap it."""
+        for running in list(self.running.values()):
+            try:
+                os.kill(running.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            running.process.popen.wait()
+            self._on_exit(running)
+
+    # -- a point's output and end ----------------------------------------------------------
+
+    def _read(self, running: RunningPoint, fd: int, drain: bool = False) -> bool:
+        """Copy a chunk of what the pipe holds (all of it when draining); False at its end (the
+        pipe is then closed). One chunk at a time, so a chatty point cannot starve the others."""
+        while True:
+            try:
+                chunk = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                return True
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._flush_partial(running, fd)
+                self._selector.unregister(fd)
+                running.process.closed_fds.add(fd)
+                os.close(fd)
+                return False
+            running.log.write(chunk)
+            self._write_lines(running, fd, running.partial.pop(fd, b"") + chunk)
+            if not drain:
+                return True
+
+    def _write_lines(self, running: RunningPoint, fd: int, data: bytes) -> None:
+        *lines, rest = data.split(b"\n")
+        if rest:
+            running.partial[fd] = rest
+        if lines:
+            stream = self.streams.out if fd == running.process.stdout_fd else self.streams.err
+            stream.write(b"".join(prefixed(running.label, line) for line in lines))
+            stream.flush()
+
+    def _flush_partial(self, running: RunningPoint, fd: int) -> None:
+        rest = running.partial.pop(fd, b"")
+        if rest:
+            self._write_lines(running, fd, rest + b"\n")
+
+    def _on_exit(self, running: RunningPoint) -> None:
+        """RUNNING -> SUCCEEDED | FAILED | INTERRUPTED: the agent has exited."""
+        process, result = running.process, running.result
+        code = process.popen.wait()
+        for fd in (process.stdout_fd, process.stderr_fd):
+            # What is there now (a guard may hold the pipe open), unless the pipe has ended.
+            if fd not in process.closed_fds and self._read(running, fd, drain=True):
+                self._flush_partial(running, fd)
+                self._selector.unregister(fd)
+        self._selector.unregister(process.pidfd)
+        process.close()
+        running.log.close()
+        del self.running[process.pid]
+        result.end, result.exit_code = time.time(), code
+        result.state = point_state(read_json(result.point.run_dir / "summary.json").get("state"), code)
+        outcome_of(result)
+        self.streams.note(f"point {result.point.index} {result.point.label} {result.state.value} "
+                          f"in {result.duration or 0:.1f} s (exit {code})")
+        if not result.state.ok:
+            self._failed()
+
+
+def prefixed(label: bytes, line: bytes) -> bytes:
+    """`[lr=0.1][0]: text` for a rank's line, `[lr=0.1] erun: ...` for the agent's own."""
+    return label + (b"" if line.startswith(b"[") else b" ") + line + b"\n"
+
+
+def point_state(recorded: object, exit_code: int) -> PointState:
+    """The agent's recorded state; its exit status when it recorded none (it was killed)."""
+    if recorded in ("SUCCEEDED", "FAILED", "INTERRUPTED"):
+        return PointState(recorded)
+    if exit_code == 0:
+        return PointState.SUCCEEDED
+    return PointState.INTERRUPTED if exit_code < 0 or exit_code > 128 else PointState.FAILED
