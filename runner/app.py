@@ -33,7 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from runner.config import gcpause, jobfile
 from runner.config.keys import did_you_mean, schema_keys
-from runner.errors import ConfigError, ErunError, ExitStatus
+from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus
+from runner.overrides import JOB_OVERRIDE_KEY, JOB_SPELLINGS
+from runner.paths import RunPaths, SweepPaths
+from runner.words import display_path
 
 if TYPE_CHECKING:
     from runner.config.compile import CompileContext, KeySources
@@ -41,15 +44,11 @@ if TYPE_CHECKING:
     from runner.plan import JobPlan
     from runner.sweep.points import PreparedPoint, SweepContext
 
-COMMAND_LINE = "command line"  # as runner.config.compile names it
 
-JOB_OVERRIDE_KEY = "job@_global_"
-JOB_SPELLINGS = ("+job=", "++job=", "job=", f"{JOB_OVERRIDE_KEY}=", f"+{JOB_OVERRIDE_KEY}=")
 RESUME_FLAG = "--resume"
 DRY_RUN_FLAGS = {"--dry-run": "text", "--dry-run=text": "text", "--dry-run=json": "json"}
 CONFIG_NAME = "config"
 PRESET_GROUPS = ("restart", "rdzv")
-HYDRA_SUBDIR = ".hydra"
 
 
 @dataclass(frozen=True)
@@ -316,7 +315,7 @@ class Session:
         return CompileContext(
             run_dir=run_dir, run_id=uuid.uuid4().hex[:12], cwd=str(hydra_cfg.runtime.cwd),
             host=host or HostInfo.detect(os.environ), job_name=choice,
-            config_file=str(Path(run_dir) / "job.yaml"),
+            config_file=str(RunPaths(Path(run_dir)).job_config),
             sources=key_sources(self.invocation.job(choice), hydra_cfg),
         )
 
@@ -342,8 +341,9 @@ class Session:
     def clean_up(self) -> None:
         """Drop what Hydra wrote for points that started nothing; keep folders holding anything else."""
         for folder in self.unused_dirs:
-            if folder.is_dir() and {p.name for p in folder.iterdir()} <= {"multirun.yaml"}:
-                (folder / "multirun.yaml").unlink(missing_ok=True)
+            multirun = SweepPaths(folder).multirun
+            if folder.is_dir() and {p.name for p in folder.iterdir()} <= {multirun.name}:
+                multirun.unlink(missing_ok=True)
             remove_empty_dirs(folder, stop=self.invocation.cwd)
 
 
@@ -386,14 +386,13 @@ def preset_notes(job: jobfile.JobFile | None, overrides: list[str], cwd: Path) -
         data = jobfile.load_preset(preset)
         clash = sorted(f"{group}.{k}" for k in data if f"{group}.{k}" in job.dotted_keys())
         if clash:
-            notes.append(f"{jobfile.display(job.path)} sets {', '.join(clash)}, which wins over the preset "
+            notes.append(f"{display_path(job.path)} sets {', '.join(clash)}, which wins over the preset "
                          f"{override}; set {clash[0]}=... on the command line to change it")
     return notes
 
 
 def start(prepared: PreparedPoint, environ: dict[str, str]) -> int:
     """Record the config (Hydra's .hydra/ files and the resolved job.yaml), then run the agent."""
-    from runner.paths import RunPaths
     from runner.runtime.agent import Agent
 
     plan = prepared.plan
@@ -416,7 +415,7 @@ def record_files(plan: JobPlan, cfg: Any) -> dict[str, str]:
     assert hydra_cfg is not None and plan.config_file is not None
     files = {plan.config_file: OmegaConf.to_yaml(cfg, resolve=True)}
     if hydra_cfg.hydra.output_subdir is None:
-        folder = Path(plan.run_dir) / HYDRA_SUBDIR
+        folder = RunPaths(Path(plan.run_dir)).hydra_dir
         files[str(folder / "config.yaml")] = OmegaConf.to_yaml(cfg)
         files[str(folder / "hydra.yaml")] = OmegaConf.to_yaml(hydra_cfg)
         files[str(folder / "overrides.yaml")] = OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import enum
 
+# The source named in a ConfigError for a mistake made on the command line (not in a job file).
+COMMAND_LINE = "command line"
+
 
 class ExitStatus(enum.IntEnum):
     """What `erun` returns. Signals add 128 + N, as a shell would report them."""

@@ -1,9 +1,19 @@
-"""Every file a run writes, in one place (as submitit's JobPaths)."""
+"""Every file a run or a sweep writes, in one place (as submitit's JobPaths).
+
+Nothing else in erun spells a file name of a run or sweep directory: writers and readers ask
+`RunPaths` and `SweepPaths`.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+HYDRA_SUBDIR = ".hydra"  # Hydra's record of a run: config.yaml, hydra.yaml, overrides.yaml
+RETRY_SUFFIX = "_retry"
+# A sweep's point folders: N, or N_retryK when --resume ran point N again.
+POINT_DIR = re.compile(rf"\d+({RETRY_SUFFIX}\d+)?")
 
 
 @dataclass(frozen=True)
@@ -13,6 +23,10 @@ class RunPaths:
         run_dir/plan.json            the compiled plan
         run_dir/events.jsonl         state changes, one JSON object a line
         run_dir/summary.json         the outcome (written at the end, updated per attempt)
+        run_dir/job.yaml             the resolved job config the workers read (ERUN_CONFIG)
+        run_dir/.hydra/              Hydra's record: config.yaml, hydra.yaml, overrides.yaml
+        run_dir/console.log          the agent's console, when a sweep ran it
+        run_dir/report.html          `erun report`'s page
         run_dir/attempt_N/rank_R/    stdout.log, stderr.log, error.json (torch's @record),
                                      heartbeat (touched by runner.heartbeat())
         run_dir/timer.fifo           torch FileTimerClient requests (when file timers are on)
@@ -32,6 +46,26 @@ class RunPaths:
     def summary(self) -> Path:
         return self.run_dir / "summary.json"
 
+    @property
+    def job_config(self) -> Path:
+        return self.run_dir / "job.yaml"
+
+    @property
+    def hydra_dir(self) -> Path:
+        return self.run_dir / HYDRA_SUBDIR
+
+    @property
+    def overrides(self) -> Path:
+        return self.hydra_dir / "overrides.yaml"
+
+    @property
+    def console_log(self) -> Path:
+        return self.run_dir / "console.log"
+
+    @property
+    def report_html(self) -> Path:
+        return self.run_dir / "report.html"
+
     def rank_dir(self, attempt: int, rank: int) -> Path:
         return self.run_dir / f"attempt_{attempt}" / f"rank_{rank}"
 
@@ -50,3 +84,40 @@ class RunPaths:
     @property
     def timer_fifo(self) -> Path:
         return self.run_dir / "timer.fifo"
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """A sweep directory's layout (Hydra's multirun directory, as erun's launcher fills it):
+
+        sweep_dir/multirun.yaml      Hydra's sweep config
+        sweep_dir/N/                 point N's run directory (`RunPaths`)
+        sweep_dir/N_retryK/          point N run again by --resume (the failed N/ stays as is)
+        sweep_dir/sweep.json         one row per point: state, restarts, start, end, slots, run dir
+        sweep_dir/sweep.md           the same as a Markdown table
+    """
+
+    sweep_dir: Path
+
+    @property
+    def multirun(self) -> Path:
+        return self.sweep_dir / "multirun.yaml"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.sweep_dir / "sweep.json"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.sweep_dir / "sweep.md"
+
+    @staticmethod
+    def retry(natural: Path, k: int) -> Path:
+        """The K-th rerun folder of the point whose own folder is `natural`."""
+        return natural.with_name(f"{natural.name}{RETRY_SUFFIX}{k}")
+
+    @staticmethod
+    def point_order(folder: Path) -> tuple[int, int]:
+        """Point folders in order: N, then its reruns N_retry1, N_retry2, ..."""
+        number, _, retry = folder.name.partition(RETRY_SUFFIX)
+        return int(number), int(retry or 0)

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import enum
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from runner.words import describe_exit
 
 
 class WorkerState(str, enum.Enum):
@@ -71,11 +74,24 @@ class ExitInfo:
         return signal_name(self.signal) if self.signal else None
 
     def describe(self) -> str:
-        if self.signal:
-            return f"killed by {self.signal_name}"
-        if self.exit_code is None:
-            return "did not exit (stuck in uninterruptible sleep?)"
-        return f"exited {self.exit_code}"
+        return describe_exit(self.exit_code, self.signal_name)
+
+
+class _Timed(Protocol):
+    @property
+    def time(self) -> float: ...
+
+    @property
+    def rank(self) -> int: ...
+
+
+F = TypeVar("F", bound=_Timed)
+
+
+def first_failure(failures: Iterable[F]) -> F | None:
+    """The root cause among an attempt's failures: the first in time (later ones are usually peers
+    noticing it), the lowest rank on a tie. The one rule, for the runtime and the record alike."""
+    return min(failures, key=lambda f: (f.time, f.rank), default=None)
 
 
 def signal_name(signum: int) -> str:

@@ -27,7 +27,7 @@ import pytest
 
 from runner.plan import EntrypointPlan, JobPlan, LogsPlan, RestartPlan
 from runner.runtime.agent import Agent
-from runner.state import RunResult
+from runner.state import AttemptResult, ExitInfo, Failure, JobState, RunResult, WorkerResult, WorkerState
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = Path(__file__).resolve().parent / "workers"
@@ -226,3 +226,29 @@ def no_survivors(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
                 pass
         psutil.wait_procs(left, timeout=5)
         pytest.fail("processes survived the test:\n  " + "\n  ".join(described))
+
+
+# -- results for report tests (no processes) --------------------------------------------------
+
+
+def failure(rank: int, time: float, returncode: int, attempt: int = 0, **fields: object) -> Failure:
+    return Failure(rank=rank, local_rank=rank, attempt=attempt, time=time,
+                   exit=ExitInfo.from_returncode(returncode),
+                   stdout_log=f"/runs/r/attempt_{attempt}/rank_{rank}/stdout.log",
+                   stderr_log=f"/runs/r/attempt_{attempt}/rank_{rank}/stderr.log", **fields)  # type: ignore[arg-type]
+
+
+def failed_result() -> RunResult:
+    cause = failure(1, 10.0, -signal.SIGSEGV, attempt=1, message="killed by SIGSEGV",
+                    stderr_tail=["loading", "segfault ahead"])
+    other = failure(0, 10.5, 1, attempt=1)
+    first = AttemptResult(0, 30000, 1.0, 5.0, WorkerState.FAILED, failures=[failure(0, 4.0, 2)])
+    second = AttemptResult(
+        1, 30001, 6.0, 11.0, WorkerState.FAILED,
+        workers=[WorkerResult(0, 0, 100, 6.0, 10.5, WorkerState.FAILED, ExitInfo(1)),
+                 WorkerResult(1, 1, 101, 6.0, 10.0, WorkerState.FAILED, ExitInfo(None, signal.SIGSEGV))],
+        failures=[other, cause], killed_after_grace=[2], restart_count=1,
+    )
+    return RunResult(JobState.FAILED, 1, [first, second], root_cause=cause, run_dir="/runs/r")
+
+

@@ -28,7 +28,7 @@ from runner.config import params as params_mod
 from runner.config.keys import did_you_mean, suggest_key, unknown_keys
 from runner.config.schema import PARAMS_AS, REASONS
 from runner.devices import HostInfo
-from runner.errors import ConfigError
+from runner.errors import COMMAND_LINE, ConfigError
 from runner.plan import (
     BackoffPlan,
     EntrypointKind,
@@ -41,6 +41,7 @@ from runner.plan import (
     RdzvPlan,
     RestartPlan,
 )
+from runner.words import display_path
 
 ENTRYPOINT_KEYS = {"entrypoint": EntrypointKind.SCRIPT, "module": EntrypointKind.MODULE,
                    "exec": EntrypointKind.EXEC, "call": EntrypointKind.CALL}
@@ -57,7 +58,6 @@ RESERVED_ENV = {
 }
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CALL_TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-COMMAND_LINE = "command line"
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,6 @@ class KeySources:
 
 def _covers(keys: frozenset[str], key: str) -> bool:
     return key in keys or any(k.startswith(key + ".") or key.startswith(k + ".") for k in keys)
-
-
-def display_path(path: str) -> str:
-    """A path as the user would type it: relative to the working directory when under it."""
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
 
 
 @dataclass(frozen=True)

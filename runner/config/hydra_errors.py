@@ -13,10 +13,10 @@ from typing import Any, Protocol
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from runner.config.compile import COMMAND_LINE
-from runner.config.jobfile import JobFile, display
+from runner.config.jobfile import JobFile
 from runner.config.keys import did_you_mean, suggest_key
-from runner.errors import ConfigError
+from runner.errors import COMMAND_LINE, ConfigError
+from runner.words import display_path
 
 TYPE_WORDS = {
     "Integer": "a whole number", "Float": "a number", "Boolean": "true or false",
@@ -66,7 +66,7 @@ def _source(message: str, invocation: HasJobs) -> str | None:
     match = re.search(r"'job/([^']+)'", message)
     job = invocation.job(match.group(1)) if match else None
     if job is not None:
-        return display(job.path)
+        return display_path(job.path)
     return COMMAND_LINE if "override" in message.lower() else None
 
 

@@ -14,7 +14,6 @@ example by mistake. Hydra's choice is recorded as NAME, without the suffix.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 from runner.config.confdir import shipped_conf
 from runner.config.keys import did_you_mean, suggest_key, unknown_keys
 from runner.errors import ConfigError
+from runner.words import display_path
 
 SUFFIXES = (".yaml", ".yml")
 SHIPPED_CONF = shipped_conf()
@@ -79,7 +79,7 @@ def _yaml_files(folder: Path) -> list[Path]:
 
 def load(path: Path) -> JobFile:
     """Read and check a job file: a YAML mapping whose keys the schema knows."""
-    source = display(path)
+    source = display_path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -106,11 +106,6 @@ def load_preset(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def display(path: Path) -> str:
-    rel = os.path.relpath(path)
-    return str(path) if rel.startswith("..") else rel
-
-
 def stage(jobs: list[JobFile], folder: Path) -> None:
     """Link each job file as folder/job/CHOICE.yaml (the folder comes first on the search path)."""
     group = folder / JOB_GROUP
@@ -118,8 +113,8 @@ def stage(jobs: list[JobFile], folder: Path) -> None:
     seen: dict[str, Path] = {}
     for job in jobs:
         if seen.setdefault(job.choice, job.path) != job.path:
-            raise ConfigError("job", f"names two files called {job.choice} ({display(seen[job.choice])}, "
-                              f"{display(job.path)})", "rename one of them")
+            both = f"{display_path(seen[job.choice])}, {display_path(job.path)}"
+            raise ConfigError("job", f"names two files called {job.choice} ({both})", "rename one of them")
         link = group / f"{job.choice}.yaml"
         if not link.exists():
             link.symlink_to(job.path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,15 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.paths import RunPaths
+from runner.overrides import as_typed
+from runner.paths import POINT_DIR, RunPaths, SweepPaths
 from runner.record.writer import read_json
-from runner.state import JobState, WorkerState
+from runner.state import JobState, WorkerState, first_failure
+from runner.words import describe_exit
 
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-POINT_DIR = re.compile(r"\d+(_retry\d+)?")
-MULTIRUN_FILE = "multirun.yaml"
-# erun rewrites `+job=X` to this override (runner.app); people typed `+job=X`.
-JOB_OVERRIDE_PREFIX = "job@_global_="
 NOT_A_RUN_FIX = ("give the directory a job ran in (erun prints it when the job ends) "
                  "or a multirun sweep directory")
 
@@ -298,7 +294,7 @@ def load(path: str | Path) -> RunRecord | SweepRecord:
         raise ConfigError(None, f"{directory} is not a directory", NOT_A_RUN_FIX)
     if is_run_dir(directory):
         return load_run(directory)
-    if point_dirs(directory) or (directory / MULTIRUN_FILE).exists():
+    if point_dirs(directory) or SweepPaths(directory).multirun.exists():
         return load_sweep(directory)
     raise ConfigError(None, f"{directory} is not a run directory (no events.jsonl, summary.json or "
                       f"plan.json) nor a multirun sweep directory", NOT_A_RUN_FIX)
@@ -322,18 +318,13 @@ def is_run_dir(directory: Path) -> bool:
 def point_dirs(sweep_dir: Path) -> list[Path]:
     """The multirun points: numbered subdirectories (N, or N_retryK when `--resume` ran point N
     again) that hold a run or Hydra's .hydra folder; in order, each point's reruns after it."""
-    found = [d for d in sweep_dir.iterdir()
-             if d.is_dir() and POINT_DIR.fullmatch(d.name) and (is_run_dir(d) or (d / ".hydra").is_dir())]
-    return sorted(found, key=_point_order)
-
-
-def _point_order(folder: Path) -> tuple[int, int]:
-    number, _, retry = folder.name.partition("_retry")
-    return int(number), int(retry or 0)
+    found = [d for d in sweep_dir.iterdir() if d.is_dir() and POINT_DIR.fullmatch(d.name)
+             and (is_run_dir(d) or RunPaths(d).hydra_dir.is_dir())]
+    return sorted(found, key=SweepPaths.point_order)
 
 
 def load_sweep(sweep_dir: Path) -> SweepRecord:
-    points = [SweepPoint(d.name, d, read_overrides(d), load_run(d) if is_run_dir(d) else None)
+    points = [SweepPoint(d.name, d, typed_overrides(d), load_run(d) if is_run_dir(d) else None)
               for d in point_dirs(sweep_dir)]
     return SweepRecord(sweep_dir, points)
 
@@ -347,7 +338,7 @@ def load_run(run_dir: Path) -> RunRecord:
     state, exit_code, signal = job_state(summary, events)
     record = RunRecord(
         run_dir=run_dir, state=state, attempts=attempts, events=events, plan=read_json(paths.plan),
-        exit_code=exit_code, signal=signal, overrides=read_overrides(run_dir),
+        exit_code=exit_code, signal=signal, overrides=typed_overrides(run_dir),
         damaged_lines=damaged, has_summary=bool(summary),
     )
     record.root_cause = root_cause(record, summary.get("root_cause"))
@@ -381,26 +372,24 @@ def parse_event(line: str) -> Event | None:
     return Event(stamp, kind, data)
 
 
-def read_overrides(run_dir: Path) -> list[str]:
-    """The point's command-line overrides, from Hydra's .hydra/overrides.yaml (a YAML list)."""
-    path = run_dir / OVERRIDES_FILE
+def read_overrides(run_dir: Path) -> list[str] | None:
+    """The run's command-line overrides, from Hydra's .hydra/overrides.yaml (a YAML list), as
+    recorded; None when the run has no readable list."""
+    path = RunPaths(run_dir).overrides
     if not path.is_file():
-        return []
+        return None
     import yaml  # omegaconf's dependency; imported only when there is a file to read
 
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
-        return []
-    if not isinstance(data, list):
-        return []
-    return [_user_override(str(o)) for o in data]
+        return None
+    return [str(o) for o in data] if isinstance(data, list) else None
 
 
-def _user_override(override: str) -> str:
-    if override.startswith(JOB_OVERRIDE_PREFIX):
-        return "+job=" + override[len(JOB_OVERRIDE_PREFIX):]
-    return override
+def typed_overrides(run_dir: Path) -> list[str]:
+    """The run's overrides as the user typed them (`+job=NAME`), [] when none are recorded."""
+    return [as_typed(o) for o in read_overrides(run_dir) or []]
 
 
 # -- summary.json ----------------------------------------------------------------------------
@@ -553,7 +542,7 @@ def root_cause(record: RunRecord, recorded: Any) -> FailureRecord | None:
                  if (f.attempt, f.rank) == (recorded.get("attempt"), recorded.get("rank"))]
         if match:
             return match[0]
-    return min(record.current.failures, key=lambda f: (f.time, f.rank), default=None)
+    return first_failure(record.current.failures)
 
 
 def marker_of(event: Event) -> Marker | None:
@@ -576,41 +565,6 @@ def marker_of(event: Event) -> Marker | None:
 
 
 # -- for people ------------------------------------------------------------------------------
-
-
-def describe_exit(exit_code: int | None, signal: str | None) -> str:
-    """As runner.state.ExitInfo.describe, from the recorded fields."""
-    if signal:
-        return f"killed by {signal}"
-    if exit_code is None:
-        return "no exit status"
-    return f"exited {exit_code}"
-
-
-def clock(stamp: float) -> str:
-    """Local wall-clock time with milliseconds."""
-    return time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp % 1 * 1000):03d}"
-
-
-def date_clock(stamp: float) -> str:
-    return time.strftime("%Y-%m-%d ", time.localtime(stamp)) + clock(stamp)
-
-
-def duration(seconds: float | None) -> str:
-    """0.57 s, 42.0 s, 3 min 05 s, 2 h 03 min."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _describe_group(event: Event) -> str:

@@ -1,7 +1,7 @@
 """The run record: plan.json, events.jsonl and summary.json in the run directory.
 
 The event log is append-only JSON lines with a wall-clock `time`; every message the agent
-prints for people (`note`) is also an event, so the console and the record never disagree.
+prints for people is also a `note` event (runner.runtime.notes writes both).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 from runner.errors import ConfigError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
-from runner.runtime.console import Console
 from runner.state import RunResult
 
 
@@ -29,20 +28,15 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 class EventLog:
-    """Append-only events.jsonl; `note` also tells the person at the console."""
+    """Append-only events.jsonl."""
 
-    def __init__(self, path: Path, console: Console | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._console = console or Console()
 
     def write(self, event: str, **fields: Any) -> None:
         line = json.dumps({"time": round(time.time(), 6), "event": event, **fields}, default=str)
         os.write(self._fd, line.encode() + b"\n")
-
-    def note(self, message: str, **fields: Any) -> None:
-        self.write("note", message=message, **fields)
-        self._console.note(message)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from runner.errors import ConfigError
+from runner.paths import RunPaths
 from runner.record import read as runlog
-from runner.record.read import AttemptRecord, FailureRecord, RunRecord, SweepRecord, clock, duration, plural
+from runner.record.read import AttemptRecord, FailureRecord, RunRecord, SweepRecord
+from runner.words import clock, describe_exit, duration, plural
 
-REPORT_FILE = "report.html"
 INDENT = "  "
 
 
@@ -34,10 +35,10 @@ def main(args: Sequence[str]) -> int:
                        "directory) and write an HTML page with its timeline.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the job's run directory, or a sweep directory")
     parser.add_argument("--html", metavar="PATH",
-                        help=f"where to write the page (default RUN_DIR/{REPORT_FILE})")
+                        help="where to write the page (default RUN_DIR/report.html)")
     options = parser.parse_args(list(args))
     record = runlog.load(options.run_dir)
-    html_path = Path(options.html) if options.html else Path(options.run_dir) / REPORT_FILE
+    html_path = Path(options.html) if options.html else RunPaths(Path(options.run_dir)).report_html
     print(render(record, html_path), flush=True)
     return 0
 
@@ -101,7 +102,7 @@ def _cause_lines(cause: FailureRecord | None) -> list[str]:
     if cause is None:
         return []
     lines = [f"{INDENT}{'root cause:':<12}rank {cause.rank}, attempt {cause.attempt}: {cause.describe()}"]
-    if cause.reason == "exit" and cause.message and cause.message != runlog.describe_exit(
+    if cause.reason == "exit" and cause.message and cause.message != describe_exit(
             cause.exit_code, cause.signal):
         lines.append(f"{INDENT}{'message:':<12}{cause.message}")
     if cause.stderr_tail:

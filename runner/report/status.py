@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.record import read as runlog
-from runner.record.read import Outcome, RankSpan, RunRecord, clock, date_clock, duration, plural
+from runner.record.read import Outcome, RankSpan, RunRecord
 from runner.report.run_report import INDENT, ArgParser
+from runner.words import clock, date_clock, describe_exit, duration, plural
 
 LAST_EVENTS = 10
 # A process younger than its recorded start by more than this is another process with a reused pid.
@@ -116,7 +117,7 @@ def _rank_table(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
         span = status.span
         end = span.end if span.end is not None else record.now
         took = duration(end - span.start) if span.start else "-"
-        ended = "" if span.outcome is Outcome.RUNNING else runlog.describe_exit(span.exit_code, span.signal)
+        ended = "" if span.outcome is Outcome.RUNNING else describe_exit(span.exit_code, span.signal)
         lines.append(f"{INDENT * 2}{span.rank:>4}  {span.state:<10} {span.pid or '-':>8}  "
                      f"{status.alive_text:<5}  {took:>9}  {ended}".rstrip())
     return lines

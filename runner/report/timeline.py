@@ -27,12 +27,9 @@ from runner.record.read import (
     RunRecord,
     SweepPoint,
     SweepRecord,
-    clock,
-    date_clock,
-    duration,
-    plural,
 )
 from runner.state import JobState
+from runner.words import clock, date_clock, duration, plural
 
 SVG_NS = "http://www.w3.org/2000/svg"
 COLOURS: Mapping[Outcome, str] = {

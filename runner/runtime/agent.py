@@ -44,11 +44,12 @@ from runner.runtime.guard import OrphanGuard
 from runner.runtime.health import HealthMonitor
 from runner.runtime.logs import OutputStream
 from runner.runtime.membership import Interrupted, Membership, Round, membership_for
+from runner.runtime.notes import Notes
 from runner.runtime.processes import KILL_WAIT_S
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.runtime.spares import SparePool
 from runner.runtime.workers import Worker, WorkerGroup
-from runner.state import AttemptResult, JobState, RunResult, WorkerState
+from runner.state import AttemptResult, JobState, RunResult, WorkerState, first_failure
 
 if TYPE_CHECKING:
     from runner.runtime.panel import PanelSampler
@@ -85,6 +86,7 @@ class Agent:
         self._inbox = SignalInbox()
         self._paths: RunPaths | None = None
         self._events: record.EventLog | None = None
+        self._notes: Notes | None = None
         self._guard: OrphanGuard | None = None
         self._timers: FileTimerServer | None = None
         # A stop signal that arrived while a failed group was being stopped: it ends the job.
@@ -99,7 +101,8 @@ class Agent:
     def run(self) -> RunResult:
         started = self._started = time.time()
         self._paths = record.open_run_dir(self.plan)
-        self._events = record.EventLog(self._paths.events, self.console)
+        self._events = record.EventLog(self._paths.events)
+        self._notes = Notes(self._events, self.console)
         result = self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
         try:
             result = self._supervised_run()
@@ -165,7 +168,7 @@ class Agent:
 
     def _decide(self, outcome: AttemptOutcome, spent: int = 0) -> restart.RestartDecision:
         decision = restart.decide(self.plan.restart, self.history, shared_spent=spent)
-        cause = report.root_cause(outcome.result.failures)
+        cause = first_failure(outcome.result.failures)
         what = "the group failed"
         if cause is not None:
             what = f"rank {cause.rank} {cause.exit.describe()}" if cause.reason == "exit" else (
@@ -198,7 +201,7 @@ class Agent:
         failures = self.history[-1].failures if self.history else []
         return RunResult(
             state=state, exit_code=int(exit_code), attempts=list(self.history),
-            root_cause=None if state is JobState.SUCCEEDED else report.root_cause(failures),
+            root_cause=None if state is JobState.SUCCEEDED else first_failure(failures),
             signal=signum, run_dir=self.plan.run_dir,
         )
 
@@ -427,8 +430,8 @@ class Agent:
             self._events.write(event, **fields)
 
     def _note(self, message: str, **fields: object) -> None:
-        if self._events is not None:
-            self._events.note(message, **fields)
+        if self._notes is not None:
+            self._notes.note(message, **fields)
 
 
 def _earliest(*times: float | None) -> float | None:

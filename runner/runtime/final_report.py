@@ -5,11 +5,6 @@ from __future__ import annotations
 from runner.state import Failure, JobState, RunResult, WorkerState, signal_name
 
 
-def root_cause(result_failures: list[Failure]) -> Failure | None:
-    """The first failure in time: later ones are usually peers noticing the first."""
-    return min(result_failures, key=lambda f: (f.time, f.rank), default=None)
-
-
 def render(result: RunResult, elapsed_s: float) -> str:
     if result.state is JobState.SUCCEEDED:
         return (f"erun: job succeeded in {elapsed_s:.1f} s "

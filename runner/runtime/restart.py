@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from runner.plan import BackoffKind, BackoffPlan, RestartPlan, RuleAction
-from runner.state import AttemptResult, Failure
+from runner.state import AttemptResult, Failure, first_failure
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def decide(
     `shared_spent`: restarts the job already charged to its budget, as the nodes of the last
     round agreed (several nodes share one budget); this node's own history may know fewer."""
     now = time.time() if now is None else now
-    cause = _root_cause(history[-1])
+    cause = first_failure(history[-1].failures)
     action = action_for(policy, cause)
     if action is RuleAction.GIVE_UP:
         return RestartDecision(False, f"{_describe(cause)}: not restarted (restart.rules: give_up)")
@@ -118,10 +118,6 @@ def _streak(policy: RestartPlan, history: list[AttemptResult]) -> int:
         if _healthy_long_enough(policy, attempt):
             break
     return n
-
-
-def _root_cause(attempt: AttemptResult) -> Failure | None:
-    return min(attempt.failures, key=lambda f: (f.time, f.rank), default=None)
 
 
 def _describe(cause: Failure | None) -> str:

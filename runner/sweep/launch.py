@@ -19,12 +19,11 @@ from hydra.core.utils import JobReturn, JobStatus, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.devices import HostInfo
-from runner.errors import ConfigError
+from runner.errors import COMMAND_LINE, ConfigError
 from runner.sweep.points import (
     SweepPoint,
     SweepSession,
     SweepSummary,
-    display,
     earlier_runs,
     exit_status,
     fresh_dir,
@@ -33,11 +32,11 @@ from runner.sweep.points import (
 )
 from runner.sweep.run import SweepRun
 from runner.sweep.slots import slot_pool, too_big
+from runner.words import display_path
 
 if TYPE_CHECKING:
     from hydra_plugins.erun_launcher.erun_launcher import ErunLauncher
 
-COMMAND_LINE = "command line"
 
 
 class Sweep:
@@ -99,7 +98,8 @@ class Sweep:
         if fresh == natural:
             return
         if not self.launcher.resume:
-            raise ConfigError("hydra.sweep.dir", f"{display(natural, self.context.cwd)} already holds a run",
+            shown = display_path(natural, self.context.cwd)
+            raise ConfigError("hydra.sweep.dir", f"{shown} already holds a run",
                               "add --resume to skip the points that succeeded and rerun the rest, "
                               "or choose a new sweep directory", COMMAND_LINE)
         with read_write(config.hydra.sweep), open_dict(config.hydra.sweep):
@@ -116,7 +116,7 @@ class Sweep:
 
     def run(self, points: list[SweepPoint]) -> int:
         print(f"erun: sweep of {len(points)} point(s) on {self.pool.describe()}: "
-              f"{display(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
+              f"{display_path(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
         results, signum = SweepRun(points, self.pool, self.context.environ, self.context.cwd,
                                    self.launcher.fail_fast).run()
         status = exit_status(results, signum)

@@ -18,7 +18,6 @@ its number, so a resumed sweep finds its points even when their order changed.
 from __future__ import annotations
 
 import enum
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,15 +26,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from runner.devices import HostInfo
 from runner.errors import ErunError, ExitStatus
+from runner.overrides import override_key
+from runner.paths import RunPaths, SweepPaths
 from runner.plan import JobPlan
+from runner.record.read import read_overrides
 from runner.record.writer import read_json
-
-SUMMARY_JSON = "sweep.json"
-SUMMARY_MD = "sweep.md"
-CONSOLE_LOG = "console.log"
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-RETRY_SUFFIX = "_retry"
-JOB_OVERRIDE_KEY = "job@_global_"
+from runner.words import display_path
 
 
 class PointState(str, enum.Enum):
@@ -153,11 +149,6 @@ def exit_status(results: Sequence[PointResult], signum: int | None) -> int:
 # -- labels ----------------------------------------------------------------------------------
 
 
-def override_key(override: str) -> str:
-    key = override.split("=", 1)[0].lstrip("+~")
-    return "job" if key == JOB_OVERRIDE_KEY else key
-
-
 def labels(points: Sequence[Sequence[str]]) -> list[str]:
     """A short name per point from the overrides that differ between points: `[lr=0.1,nproc=2]`
     (a key's last part when that is unambiguous). A sweep of one point is `[0]`."""
@@ -194,7 +185,7 @@ def earlier_runs(sweep_dir: Path) -> dict[frozenset[str], list[EarlierRun]]:
     for folder in sorted(sweep_dir.iterdir()):
         overrides = read_overrides(folder)
         if overrides is not None:
-            state = str(read_json(folder / "summary.json").get("state", ""))
+            state = str(read_json(RunPaths(folder).summary).get("state", ""))
             found.setdefault(frozenset(overrides), []).append(EarlierRun(folder, state))
     return found
 
@@ -213,27 +204,14 @@ def fresh_dir(natural: Path) -> Path:
     if not holds_run(natural):
         return natural
     k = 1
-    while holds_run(natural.with_name(f"{natural.name}{RETRY_SUFFIX}{k}")):
+    while holds_run(SweepPaths.retry(natural, k)):
         k += 1
-    return natural.with_name(f"{natural.name}{RETRY_SUFFIX}{k}")
-
-
-def read_overrides(run_dir: Path) -> list[str] | None:
-    path = run_dir / OVERRIDES_FILE
-    if not path.is_file():
-        return None
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return [str(o) for o in data] if isinstance(data, list) else None
+    return SweepPaths.retry(natural, k)
 
 
 def outcome_of(result: PointResult) -> None:
     """Fill restarts and attempts (and the state, for a skipped point) from the run's summary.json."""
-    summary = read_json(result.point.run_dir / "summary.json")
+    summary = read_json(RunPaths(result.point.run_dir).summary)
     result.restarts = summary.get("restarts")
     result.attempts = summary.get("attempts")
     if result.point.prepared is None:  # skipped: its times are the earlier run's
@@ -263,7 +241,7 @@ class SweepSummary:
         body = [[str(r.point.index), r.point.label, r.state.value + (f" ({r.note})" if r.note else ""),
                  "-" if r.restarts is None else str(r.restarts),
                  "-" if r.duration is None else f"{r.duration:.1f} s",
-                 ",".join(r.slots) or "-", display(r.point.run_dir, cwd)] for r in self.results]
+                 ",".join(r.slots) or "-", display_path(r.point.run_dir, cwd)] for r in self.results]
         return [header, *body]
 
     def table(self, cwd: Path) -> str:
@@ -290,10 +268,7 @@ class SweepSummary:
         from runner.record.writer import write_json
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.sweep_dir / SUMMARY_JSON, self.to_dict())
-        (self.sweep_dir / SUMMARY_MD).write_text(f"{self.headline()}\n\n{self.markdown(cwd)}")
+        paths = SweepPaths(self.sweep_dir)
+        write_json(paths.summary_json, self.to_dict())
+        paths.summary_md.write_text(f"{self.headline()}\n\n{self.markdown(cwd)}")
 
-
-def display(path: Path, cwd: Path) -> str:
-    rel = os.path.relpath(path, cwd)
-    return str(path) if rel.startswith("..") else rel

@@ -33,18 +33,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runner.errors import ErunError
+from runner.paths import RunPaths
 from runner.runtime import processes
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.sweep.points import (
-    CONSOLE_LOG,
     PointResult,
     PointState,
     SweepPoint,
-    display,
     outcome_of,
     read_json,
 )
 from runner.sweep.slots import SlotKind, SlotPool, first_fit
+from runner.words import display_path
 
 # After the longest stop grace of the running points: how long agents get to finish stopping.
 STOP_MARGIN_S = 5.0
@@ -146,15 +146,16 @@ class SweepRun:
             plan = dataclasses.replace(plan, devices=slots[:plan.nproc])  # isolate_gpus: its own
         result.slots, result.start = slots, time.time()
         run_dir = Path(plan.run_dir)
+        paths = RunPaths(run_dir)
         env = {**self.environ, **self.pool.environ(slots, plan.nproc, self.environ)}
         try:
             prepared.write_files()
-            (run_dir / "plan.json").write_text(plan.to_json())
-            log = open(run_dir / CONSOLE_LOG, "ab")  # closed when the point ends
+            paths.plan.write_text(plan.to_json())
+            log = open(paths.console_log, "ab")  # closed when the point ends
         except OSError as e:
             self._not_started(result, e)
             return
-        argv = [sys.executable, "-m", "runner", "run-plan", str(run_dir / "plan.json")]
+        argv = [sys.executable, "-m", "runner", "run-plan", str(paths.plan)]
         try:
             process = processes.spawn(argv, env, str(self.cwd))
         except ErunError as e:
@@ -168,7 +169,7 @@ class SweepRun:
         self._selector.register(process.stdout_fd, selectors.EVENT_READ, ("out", running))
         self._selector.register(process.stderr_fd, selectors.EVENT_READ, ("err", running))
         self.streams.note(f"point {result.point.index} {result.point.label} started on "
-                          f"{self.pool.describe(slots)}: {display(run_dir, self.cwd)}")
+                          f"{self.pool.describe(slots)}: {display_path(run_dir, self.cwd)}")
 
     def _not_started(self, result: PointResult, error: Exception) -> None:
         """PENDING -> FAILED: its record or its agent could not even be started."""
@@ -289,7 +290,7 @@ class SweepRun:
         running.log.close()
         del self.running[process.pid]
         result.end, result.exit_code = time.time(), code
-        result.state = point_state(read_json(result.point.run_dir / "summary.json").get("state"), code)
+        result.state = point_state(read_json(RunPaths(result.point.run_dir).summary).get("state"), code)
         outcome_of(result)
         self.streams.note(f"point {result.point.index} {result.point.label} {result.state.value} "
                           f"in {result.duration or 0:.1f} s (exit {code})")
