@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +94,7 @@ def is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def import_nodes(body: list[ast.AST]) -> Iterator[ast.Import | ast.ImportFrom]:
+def import_nodes(body: Sequence[ast.AST]) -> Iterator[ast.Import | ast.ImportFrom]:
     """Import statements anywhere in `body` (functions and classes too), minus TYPE_CHECKING blocks."""
     for node in body:
         if isinstance(node, ast.If) and is_type_checking(node.test):
@@ -140,7 +140,7 @@ def targets(importer: str, node: ast.Import | ast.ImportFrom) -> Iterator[str]:
 def imports_of(module: str) -> list[Import]:
     tree = ast.parse(MODULES[module].read_text(), str(MODULES[module]))
     return [Import(module, target, node.lineno)
-            for node in import_nodes(list(tree.body)) for target in targets(module, node)]
+            for node in import_nodes(tree.body) for target in targets(module, node)]
 
 
 ALL_IMPORTS = {module: imports_of(module) for module in MODULES}
