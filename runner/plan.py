@@ -21,6 +21,20 @@ from typing import Any
 from runner.errors import ConfigError
 
 PLAN_VERSION = 1
+# Where a rendezvous backend listens when its endpoint names no port (torch's defaults).
+DEFAULT_RDZV_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}
+# torch's rendezvous settings erun fills in when a job leaves them out (torchrun's defaults).
+SETTING_DEFAULTS = {"join_timeout": 600, "last_call_timeout": 30}
+# The fix for a bad value of each key that both the compiler and the plan check: one text,
+# whichever finds the mistake (the compiler first, naming the file; a plan built by hand after).
+FIXES = {
+    "nproc": "use 1 or more workers per node",
+    "nnodes": "use N or MIN:MAX with 1 <= MIN <= MAX",
+    "role": "name the workers' role, e.g. role=trainer",
+    "restart.max_restarts": "use 0 (never restart) or more",
+    "restart.stop_grace_s": "use 0 or more seconds",
+    "logs.prefix": "use the fields {rank}, {local_rank}, {role}, {attempt}",
+}
 
 
 class EntrypointKind(str, enum.Enum):
@@ -150,8 +164,7 @@ class RestartPlan:
     prewarm: PrewarmPlan = field(default_factory=PrewarmPlan)
 
     def __post_init__(self) -> None:
-        if self.max_restarts < 0:
-            raise ConfigError("restart.max_restarts", f"is {self.max_restarts}", "use 0 or more")
+        _non_negative("restart.max_restarts", self.max_restarts)
         _non_negative("restart.stop_grace_s", self.stop_grace_s)
         _non_negative("restart.crash_loop_failures", self.crash_loop_failures)
         _non_negative("restart.crash_loop_window_s", self.crash_loop_window_s)
@@ -173,7 +186,7 @@ class RestartPlan:
 
 def _non_negative(key: str, value: float) -> None:
     if value < 0:
-        raise ConfigError(key, f"is {value}", "use 0 or more")
+        raise ConfigError(key, f"is {value:g}", FIXES.get(key, "use 0 or more"))
 
 
 def _enum(kind: type[enum.Enum], value: Any, key: str) -> Any:
@@ -256,7 +269,7 @@ class LogsPlan:
         except (KeyError, IndexError, ValueError) as e:
             raise ConfigError(
                 "logs.prefix", f"is not a valid format string ({e})",
-                "use fields {rank}, {local_rank}, {role}, {attempt}",
+                FIXES["logs.prefix"],
             ) from None
 
     def shows(self, rank: int) -> bool:
@@ -277,10 +290,7 @@ class RdzvPlan:
     def __post_init__(self) -> None:
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
         if not 1 <= self.min_nodes <= self.max_nodes:
-            raise ConfigError(
-                "nnodes", f"is {self.min_nodes}:{self.max_nodes}",
-                "use N or MIN:MAX with 1 <= MIN <= MAX",
-            )
+            raise ConfigError("nnodes", f"is {self.min_nodes}:{self.max_nodes}", FIXES["nnodes"])
 
     @property
     def single_node(self) -> bool:
@@ -317,12 +327,19 @@ class JobPlan:
         object.__setattr__(self, "devices", tuple(str(d) for d in self.devices))
         object.__setattr__(self, "run_dir", os.path.abspath(self.run_dir))
         if self.nproc < 1:
-            raise ConfigError("nproc", f"is {self.nproc}", "use 1 or more workers per node")
+            raise ConfigError("nproc", f"is {self.nproc}", FIXES["nproc"])
         if self.devices and len(self.devices) != self.nproc:
             raise ConfigError("devices", f"has {len(self.devices)} entries for nproc={self.nproc}",
                               "give one device per local rank")
         if not self.role:
-            raise ConfigError("role", "is empty", "name the role, e.g. role=trainer")
+            raise ConfigError("role", "is empty", FIXES["role"])
+
+    @property
+    def warm_spares(self) -> bool:
+        """Whether restarts start from warm spares (runner.runtime.spares): they help only a Python
+        entrypoint, under a policy that can restart, with modules to import ahead."""
+        return bool(self.restart.prewarm.modules) and self.restart.can_restart and (
+            self.entrypoint.kind is not EntrypointKind.EXEC)
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": PLAN_VERSION, **_plain(self)}

@@ -30,6 +30,8 @@ from runner.config.schema import PARAMS_AS, REASONS
 from runner.devices import HostInfo
 from runner.errors import COMMAND_LINE, ConfigError
 from runner.plan import (
+    DEFAULT_RDZV_PORTS,
+    FIXES,
     BackoffPlan,
     EntrypointKind,
     EntrypointPlan,
@@ -46,7 +48,6 @@ from runner.words import display_path
 ENTRYPOINT_KEYS = {"entrypoint": EntrypointKind.SCRIPT, "module": EntrypointKind.MODULE,
                    "exec": EntrypointKind.EXEC, "call": EntrypointKind.CALL}
 BACKENDS = ("standalone", "c10d", "static", "etcd", "etcd-v2")
-DEFAULT_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}
 # Set by erun for each worker; a job's env must not fight the contract.
 RESERVED_ENV = {
     "RANK": "", "LOCAL_RANK": "", "WORLD_SIZE": "nproc/nnodes", "LOCAL_WORLD_SIZE": "nproc",
@@ -139,7 +140,7 @@ def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
         run_dir=ctx.run_dir,
         run_id=ctx.run_id,
         name=c.get("name") or ctx.job_name or _default_name(entrypoint),
-        role=_nonempty(c, "role", "default", "name the workers' role, e.g. role=trainer"),
+        role=_nonempty(c, "role", "default", FIXES["role"]),
         env=_env(c.get("env") or {}),
         cwd=workdir,
         restart=_restart(c.get("restart") or {}),
@@ -281,7 +282,7 @@ def parse_nproc(value: Any, host: HostInfo) -> int:
     if count is None:
         raise ConfigError("nproc", f"is {value!r}", "use a number of workers, or cpu, gpu or auto")
     if count < 1:
-        raise ConfigError("nproc", f"is {count}", "use 1 or more workers per node")
+        raise ConfigError("nproc", f"is {count}", FIXES["nproc"])
     return count
 
 
@@ -304,7 +305,7 @@ def parse_nnodes(value: Any) -> tuple[int, int]:
     low = int(match.group(1))
     high = int(match.group(2)) if match.group(2) is not None else low
     if not 1 <= low <= high:
-        raise ConfigError("nnodes", f"is {text}", "use N or MIN:MAX with 1 <= MIN <= MAX")
+        raise ConfigError("nnodes", f"is {text}", FIXES["nnodes"])
     return low, high
 
 
@@ -356,7 +357,7 @@ def _check_endpoint(backend: str, endpoint: str) -> None:
     if not match:
         raise ConfigError("rdzv.endpoint", f"is {endpoint!r}", "write it as host:port, e.g. node0:29400")
     port = match.group(2)
-    if port is None and backend not in DEFAULT_PORTS:
+    if port is None and backend not in DEFAULT_RDZV_PORTS:
         raise ConfigError("rdzv.endpoint", f"is {endpoint!r}, without a port", f"{backend} needs host:port")
     if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise ConfigError("rdzv.endpoint", f"has port {port!r}", "use a port from 1 to 65535")
@@ -385,9 +386,9 @@ def _restart(r: Mapping[str, Any]) -> RestartPlan:
     max_restarts = int(r.get("max_restarts", 0))
     grace = float(r.get("stop_grace_s", 10.0))
     if max_restarts < 0:
-        raise ConfigError("restart.max_restarts", f"is {max_restarts}", "use 0 (never restart) or more")
+        raise ConfigError("restart.max_restarts", f"is {max_restarts}", FIXES["restart.max_restarts"])
     if grace < 0:
-        raise ConfigError("restart.stop_grace_s", f"is {grace:g}", "use 0 or more seconds")
+        raise ConfigError("restart.stop_grace_s", f"is {grace:g}", FIXES["restart.stop_grace_s"])
     policy = {k: r[k] for k in POLICY_KEYS if k in r}
     rules = tuple(_rule(i, rule) for i, rule in enumerate(r.get("rules") or ()))
     return RestartPlan(max_restarts=max_restarts, stop_grace_s=grace, rules=rules,
@@ -432,7 +433,7 @@ def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
     unknown = sorted(_format_fields(prefix) - {"rank", "local_rank", "role", "attempt"})
     if unknown:
         raise ConfigError("logs.prefix", f"uses {{{unknown[0]}}}",
-                          "use the fields {rank}, {local_rank}, {role}, {attempt}")
+                          FIXES["logs.prefix"])
     ranks = logs.get("ranks")
     world = nproc if rdzv.single_node else None
     for rank in ranks or ():

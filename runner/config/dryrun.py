@@ -9,7 +9,6 @@ import json
 import shlex
 
 from runner.plan import ExitRule, JobPlan
-from runner.runtime.spares import SparePool
 
 
 def describe(plan: JobPlan) -> str:
@@ -72,7 +71,7 @@ def _restart(plan: JobPlan) -> str:
     if r.reset_after_s:
         parts.append(f"budget back after {r.reset_after_s:g} s healthy")
     parts.append(f"stop grace {r.stop_grace_s:g} s")
-    if SparePool(plan).enabled:
+    if plan.warm_spares:
         parts.append(f"warm spares importing {', '.join(r.prewarm.modules)} from {r.prewarm.after_s:g} s "
                      "into each attempt")
     return "; ".join(parts)

@@ -43,9 +43,10 @@ from runner.runtime.filetimer import FileTimerServer
 from runner.runtime.guard import OrphanGuard
 from runner.runtime.health import HealthMonitor
 from runner.runtime.logs import OutputStream
-from runner.runtime.membership import Interrupted, Membership, Round, membership_for
+from runner.runtime.membership import Interrupted, Membership, Round
 from runner.runtime.notes import Notes
 from runner.runtime.processes import KILL_WAIT_S
+from runner.runtime.registry import membership_for
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.runtime.spares import SparePool
 from runner.runtime.workers import Worker, WorkerGroup

@@ -5,7 +5,8 @@ the rank layout, MASTER_ADDR/PORT and the job's restart count); while workers ru
 `changed()` (nodes waiting to join) every `poll_interval_s`; at the end it calls `finish()`.
 A single node needs none of torch's machinery: `Standalone` picks a free loopback port and is
 alone. Multi-node rendezvous (torch's c10d, static, etcd backends) implements the same
-protocol in `runner.runtime.rendezvous`, imported only when a plan needs it.
+protocol in `runner.runtime.rendezvous`; `runner.runtime.registry` chooses between them. This
+interface imports no backend.
 """
 
 from __future__ import annotations
@@ -95,12 +96,3 @@ def free_port(host: str = "") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def membership_for(plan: JobPlan) -> Membership:
-    """Standalone for one node; torch's rendezvous (imported only then) for several."""
-    if plan.rdzv.single_node and plan.rdzv.backend == "standalone":
-        return Standalone(plan)
-    from runner.runtime.rendezvous import TorchMembership  # torch is imported on this path only
-
-    return TorchMembership(plan)

@@ -33,10 +33,7 @@ import json
 import logging
 import math
 import os
-import random
-import signal
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,10 +42,18 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from runner.errors import ConfigError, RendezvousError
-from runner.plan import JobPlan, RdzvPlan
+from runner.plan import DEFAULT_RDZV_PORTS, SETTING_DEFAULTS, JobPlan, RdzvPlan
 from runner.runtime.env import RankLayout
 from runner.runtime.membership import Interrupted, Round
-from runner.runtime.signals import STOP_SIGNALS
+from runner.runtime.rendezvous_errors import (
+    failure_line,
+    first_line,
+    lost_line,
+    no_answer_line,
+    timeout_line,
+    where,
+)
+from runner.runtime.rendezvous_wait import PACER, NoAnswer, interruptible, stop_signals
 
 # torch's C++ store logs every failed connection attempt with a stack trace; erun reports one line.
 # Only the agent's torch is quieted (the level is read at import): workers get the user's env.
@@ -82,13 +87,10 @@ BARRIER_POLL_S = 0.1
 CONNECT_SLACK_S = 10.0
 GONE_AFTER_FAILED_POLLS = 3
 TORCH_SYNC_S = 1.0
-ABANDON_WAIT_S = 2.0
 MIN_SYNC_S = 0.1
 # Settings erun reads itself; the rest go to torch's backend as they are.
 ERUN_SETTINGS = ("local_addr", "exit_barrier_timeout", "sync_interval")
 DYNAMIC = ("c10d", "etcd-v2")
-DEFAULT_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}
-SETTING_DEFAULTS = {"join_timeout": 600, "last_call_timeout": 30}
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,8 @@ def torch_parameters(rdzv: RdzvPlan) -> RendezvousParameters:
     if rdzv.backend in ("static", "etcd"):
         config.setdefault("timeout", config["join_timeout"])
     endpoint = rdzv.endpoint
-    if ":" not in endpoint and rdzv.backend in DEFAULT_PORTS:
-        endpoint = f"{endpoint}:{DEFAULT_PORTS[rdzv.backend]}"
+    if ":" not in endpoint and rdzv.backend in DEFAULT_RDZV_PORTS:
+        endpoint = f"{endpoint}:{DEFAULT_RDZV_PORTS[rdzv.backend]}"
     return RendezvousParameters(rdzv.backend, endpoint, rdzv.id, rdzv.min_nodes, rdzv.max_nodes,
                                 local_addr=rdzv.settings.get("local_addr"), **config)
 
@@ -164,10 +166,10 @@ class TorchMembership:
     def next_round(self, restart_count: int, spent: int = 0) -> Round:
         if self._handler is None:
             try:
-                self._handler = _interruptible(self._connect, self._connect_timeout_s())
-            except _NoAnswer as e:
-                raise RendezvousError(_no_answer_line(self.rdzv, e.seconds)) from None
-        return _interruptible(lambda: self._next_round(restart_count, spent))
+                self._handler = interruptible(self._connect, self._connect_timeout_s())
+            except NoAnswer as e:
+                raise RendezvousError(no_answer_line(self.rdzv, e.seconds)) from None
+        return interruptible(lambda: self._next_round(restart_count, spent))
 
     def changed(self) -> bool:
         """Nodes wait to join (dynamic backends), another node moved on (static), or another
@@ -193,7 +195,7 @@ class TorchMembership:
         if self._handler is None:
             return
         if succeeded:
-            with _stop_signals() as stops:
+            with stop_signals() as stops:
                 self._exit_barrier(stops)
         try:
             self._handler.shutdown()
@@ -281,7 +283,7 @@ class TorchMembership:
             raise RendezvousError(
                 f"erun: error: the round of rendezvous '{self.rdzv.id}' formed with {nodes} nodes, but "
                 f"{', '.join(missing) or 'some'} did not report within {EXCHANGE_TIMEOUT_S:g} s "
-                f"(a node died?): {_first_line(e)}") from None
+                f"(a node died?): {first_line(e)}") from None
         infos = [NodeInfo(**json.loads(store.get(k))) for k in keys[:-1]]
         return infos, json.loads(store.get("master"))
 
@@ -350,7 +352,7 @@ def sync_interval(rdzv: RdzvPlan) -> float:
 def _tune_sync(handler: RendezvousHandler, interval: float) -> None:
     """torch's dynamic rendezvous (c10d, etcd-v2) re-reads its state at most once a second while
     it waits: a node that joined first notices a completed round up to a second late, at every
-    round. Read every `interval` instead, and let a stop signal end the wait (`_Pacer`). This
+    round. Read every `interval` instead, and let a stop signal end the wait (`Pacer`). This
     reaches into two private names of torch 2.13 (tests/test_rendezvous.py checks that they
     exist); without them torch's own timing stays."""
     if callable(getattr(dynamic_rendezvous, "_delay", None)):
@@ -359,34 +361,6 @@ def _tune_sync(handler: RendezvousHandler, interval: float) -> None:
     holder = getattr(handler, "_state_holder", None)
     if interval < TORCH_SYNC_S and hasattr(holder, "_cache_duration"):
         holder._cache_duration = interval  # type: ignore[union-attr]
-
-
-class _Abandoned(Exception):
-    """Raised inside torch's wait when the agent stopped waiting."""
-
-
-class _Pacer:
-    """Stands in for torch's `dynamic_rendezvous._delay` (1 s between state reads, 0 to 0.3 s of
-    skew before the first): the same waits, scaled, cut short by `abandon()`. The waiting thread
-    then leaves torch's code before the agent exits; a daemon thread still inside torch's C++
-    store at interpreter exit aborts the process ("terminate called without an active
-    exception")."""
-
-    def __init__(self) -> None:
-        self.scale = 1.0
-        self._abandoned = threading.Event()
-
-    def __call__(self, seconds: float | tuple[float, float]) -> None:
-        if isinstance(seconds, tuple):
-            seconds = random.uniform(*seconds)
-        if self._abandoned.wait(seconds * self.scale):
-            raise _Abandoned("the agent stopped waiting for the rendezvous")
-
-    def abandon(self) -> None:
-        self._abandoned.set()
-
-
-PACER = _Pacer()
 
 
 def _quiet_torch_logs(backend: str) -> None:
@@ -409,58 +383,6 @@ def _unblock_late_joiners(store: Store, info: RendezvousStoreInfo | None) -> Non
     store.set(RendezvousStoreInfo.MASTER_PORT_KEY, str(info.master_port))
 
 
-# -- signals: the agent's handlers only wake its selector; here the wait happens in a thread ------
-
-
-class _NoAnswer(Exception):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"no answer within {seconds:g} s")
-        self.seconds = seconds
-
-
-@contextmanager
-def _stop_signals() -> Iterator[list[int]]:
-    """Note stop signals while torch blocks; the agent's own handlers come back afterwards (and
-    its wakeup fd still gets the signal)."""
-    received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _: received.append(signum)) for sig in STOP_SIGNALS}
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _interruptible(call: Callable[[], T], timeout_s: float | None = None) -> T:
-    """Run a blocking rendezvous call in a thread; a stop signal raises `Interrupted` at once.
-    Past `timeout_s`, raise `TimeoutError` (the thread is abandoned: it is a daemon)."""
-    if threading.current_thread() is not threading.main_thread():
-        return call()
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as e:  # handed to the caller's thread
-            outcome["error"] = e
-
-    thread = threading.Thread(target=target, name="erun-rendezvous", daemon=True)
-    with _stop_signals() as stops:
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.1)
-            if stops:
-                PACER.abandon()  # torch's wait ends at its next pause: leave no thread inside torch
-                thread.join(ABANDON_WAIT_S)
-                raise Interrupted(stops[0])
-            if deadline is not None and time.monotonic() > deadline:
-                raise _NoAnswer(timeout_s or 0.0)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
-
-
 # -- errors: torch's exceptions as one line that says what to do --------------------------------
 
 
@@ -472,10 +394,10 @@ def explained(rdzv: RdzvPlan, joined: Callable[[], int | None], rejoin: bool = F
     except (RendezvousError, ConfigError, Interrupted):
         raise
     except RendezvousTimeoutError:
-        raise RendezvousError(_timeout_line(rdzv, joined())) from None
+        raise RendezvousError(timeout_line(rdzv, joined())) from None
     except RendezvousClosedError:
         raise RendezvousError(
-            f"erun: error: rendezvous '{rdzv.id}' ({_where(rdzv)}) is closed: the job already ended "
+            f"erun: error: rendezvous '{rdzv.id}' ({where(rdzv)}) is closed: the job already ended "
             f"on another node; start a new job with a new rdzv.id") from None
     except ModuleNotFoundError as e:
         raise ConfigError("rdzv.backend", f"is {rdzv.backend}, which needs the `{e.name}` module",
@@ -484,76 +406,4 @@ def explained(rdzv: RdzvPlan, joined: Callable[[], int | None], rejoin: bool = F
         raise ConfigError("rdzv", f"is not valid for the {rdzv.backend} backend: {e}",
                           "check rdzv.endpoint and rdzv.settings") from None
     except Exception as e:
-        raise RendezvousError(_lost_line(rdzv, e) if rejoin else _failure_line(rdzv, e)) from e
-
-
-def _where(rdzv: RdzvPlan) -> str:
-    return f"{rdzv.backend} at {rdzv.endpoint}"
-
-
-def _timeout_line(rdzv: RdzvPlan, joined: int | None) -> str:
-    need = f"{rdzv.min_nodes}" if rdzv.min_nodes == rdzv.max_nodes else f"at least {rdzv.min_nodes}"
-    came = "fewer" if joined is None else f"{joined}"
-    timeout = rdzv.settings.get("join_timeout", SETTING_DEFAULTS["join_timeout"])
-    return (f"erun: error: rendezvous '{rdzv.id}' ({_where(rdzv)}) timed out after {timeout} s: {came} of "
-            f"{need} nodes joined (nnodes={_nnodes(rdzv)}); start the other nodes with the same "
-            f"rdzv.id and endpoint, or raise rdzv.settings.join_timeout")
-
-
-def _nnodes(rdzv: RdzvPlan) -> str:
-    return str(rdzv.min_nodes) if rdzv.min_nodes == rdzv.max_nodes else f"{rdzv.min_nodes}:{rdzv.max_nodes}"
-
-
-def _failure_line(rdzv: RdzvPlan, error: BaseException) -> str:
-    text = " ".join(str(e) for e in _chain(error)).lower()
-    if "address already in use" in text or "errno 98" in text or "eaddrinuse" in text:
-        return (f"erun: error: cannot serve the {rdzv.backend} rendezvous on {rdzv.endpoint}: address "
-                f"already in use (another job or process holds the port); choose another port in "
-                f"rdzv.endpoint")
-    if isinstance(error, TimeoutError) or "timed out" in text or "timeout" in text:
-        why = "no answer in time"
-    elif "refused" in text:
-        why = "connection refused"
-    else:
-        why = _first_line(error)
-    return (f"erun: error: cannot reach the {rdzv.backend} rendezvous at {rdzv.endpoint} ({why}); "
-            f"check rdzv.endpoint and that the {_server(rdzv)} is up and reachable from this node")
-
-
-def _lost_line(rdzv: RdzvPlan, error: BaseException) -> str:
-    gone = ("the node hosting its store (the first to start) ended or died" if rdzv.backend == "c10d"
-            else f"the {_server(rdzv)} went away")
-    return (f"erun: error: lost the {rdzv.backend} rendezvous at {rdzv.endpoint} ({_first_line(error)}): "
-            f"{gone}; the job cannot re-form")
-
-
-def _no_answer_line(rdzv: RdzvPlan, seconds: float) -> str:
-    return (f"erun: error: no answer from the {rdzv.backend} rendezvous at {rdzv.endpoint} within "
-            f"{seconds:g} s: something listens there but does not answer as a {rdzv.backend} store "
-            f"(address already in use by another program?); choose another port in rdzv.endpoint")
-
-
-def _server(rdzv: RdzvPlan) -> str:
-    if rdzv.backend.startswith("etcd"):
-        return "etcd server (with --enable-v2)"
-    if rdzv.backend == "static":
-        return "node with node_rank=0"
-    return "first node (it hosts the store)"
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _first_line(error: BaseException) -> str:
-    for e in reversed(list(_chain(error))):
-        text = str(e).strip().splitlines()
-        if text:
-            return f"{type(e).__name__}: {text[0][:200]}"
-    return type(error).__name__
-
+        raise RendezvousError(lost_line(rdzv, e) if rejoin else failure_line(rdzv, e)) from e

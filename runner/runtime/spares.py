@@ -28,7 +28,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runner.plan import EntrypointKind, JobPlan
+from runner.plan import JobPlan
 from runner.runtime import processes
 
 SPARE_SCRIPT = str(Path(__file__).resolve().parents[1] / "worker" / "spare.py")
@@ -78,9 +78,7 @@ class SparePool:
 
     @property
     def enabled(self) -> bool:
-        """Spares help only a Python entrypoint under a policy that can restart."""
-        return bool(self.plan.restart.prewarm.modules) and self.plan.restart.can_restart and (
-            self.plan.entrypoint.kind is not EntrypointKind.EXEC)
+        return self.plan.warm_spares
 
     @property
     def filled(self) -> bool:
