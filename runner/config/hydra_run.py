@@ -1,5 +1,5 @@
-"""One run, composed once: what `@hydra.main` does for `erun +job=... KEY=VALUE`, without its
-second compose.
+"""Hydra, run with erun's command line (`run_hydra`), and one run composed once: what
+`@hydra.main` does for `erun +job=... KEY=VALUE`, without its second compose (`run_once`).
 
 For every run `@hydra.main` composes the config twice: once (in MULTIRUN mode) only to read
 `hydra.mode`, then again for the run, with `hydra.mode=RUN` added to the Hydra overrides when
@@ -23,9 +23,14 @@ import copy
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from runner.config import gcpause
+from runner.config.argv import CONFIG_NAME, Invocation
+from runner.errors import ErunError
 
 if TYPE_CHECKING:
     from hydra._internal.hydra import Hydra
@@ -34,8 +39,52 @@ if TYPE_CHECKING:
 
 Task = Callable[[Any], None]
 
-VERSION_BASE = "1.3"  # what runner.app gives @hydra.main
+VERSION_BASE = "1.3"  # what run_hydra gives @hydra.main
 MODE_OVERRIDE = "hydra.mode=RUN"  # what @hydra.main adds when the config chose no mode
+
+
+def run_hydra(config_dir: Path, invocation: Invocation, task: Task) -> None:
+    """Hydra's main with erun's argv (a plain run composes once: `run_once`); its errors become
+    ConfigErrors (one line, exit 2)."""
+    import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from runner.config.schema import register_configs
+
+    register_configs()
+    entry = hydra.main(version_base=VERSION_BASE, config_path=str(config_dir), config_name=CONFIG_NAME)(task)
+    args = invocation.hydra_args
+    with _hydra_process_state(args):
+        try:
+            if not (takes(args) and run_once(config_dir, CONFIG_NAME, args, task)):
+                gcpause.resume()  # Hydra's own path: -m, --help, ..., or what run_once leaves to it
+                entry()
+        except ErunError:
+            raise
+        except (HydraException, OmegaConfBaseException) as e:
+            from runner.config.hydra_errors import translate
+
+            raise translate(e, invocation) from None
+        except SystemExit as e:  # --help, --info, argparse errors
+            if e.code not in (0, None):
+                raise ErunError("invalid command line (see the usage above)") from None
+
+
+@contextmanager
+def _hydra_process_state(args: list[str]) -> Iterator[None]:
+    """Hydra reads sys.argv and reports errors itself unless HYDRA_FULL_ERROR is set."""
+    saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    sys.argv = ["erun", *args]
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        if saved_env is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_env
 
 
 def takes(args: list[str]) -> bool:
