@@ -33,7 +33,7 @@ from runner.paths import RunPaths, SweepPaths
 from runner.words import display_path
 
 if TYPE_CHECKING:
-    from runner.config.compile import CompileContext, KeySources
+    from runner.config.sources import CompileContext, KeySources
     from runner.devices import HostInfo
     from runner.plan import JobPlan
     from runner.sweep.points import PreparedPoint, SweepContext
@@ -114,7 +114,7 @@ class Session:
         self.exit_codes.append(exit_status)
 
     def _context(self, hydra_cfg: Any, host: HostInfo | None = None) -> CompileContext:
-        from runner.config.compile import CompileContext
+        from runner.config.sources import CompileContext
         from runner.devices import HostInfo
 
         run_dir = str(Path(hydra_cfg.runtime.output_dir).resolve())
@@ -167,7 +167,7 @@ def key_sources(job: jobfile.JobFile | None, hydra_cfg: Any) -> KeySources:
     """Which keys the job file and the command line set (for errors and relative paths)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from runner.config.compile import KeySources
+    from runner.config.sources import KeySources
 
     groups = set(hydra_cfg.runtime.choices)
     overrides = OverridesParser.create().parse_overrides(task_overrides(hydra_cfg))

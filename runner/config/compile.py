@@ -8,33 +8,25 @@ imports torch: dry runs and tests compile plans freely.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import keyword
-import os
 import re
-import shutil
 import string
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from runner.config import params as params_mod
+from runner.config.entrypoint import default_name, entrypoint_plan
 from runner.config.keys import did_you_mean, suggest_key, unknown_keys
-from runner.config.schema import PARAMS_AS, REASONS
+from runner.config.schema import REASONS
+from runner.config.sources import CompileContext
 from runner.devices import HostInfo
-from runner.errors import COMMAND_LINE, ConfigError
+from runner.errors import ConfigError
 from runner.plan import (
     DEFAULT_RDZV_PORTS,
     FIXES,
     BackoffPlan,
-    EntrypointKind,
-    EntrypointPlan,
     ExitRule,
     HealthPlan,
     JobPlan,
@@ -43,10 +35,7 @@ from runner.plan import (
     RdzvPlan,
     RestartPlan,
 )
-from runner.words import display_path
 
-ENTRYPOINT_KEYS = {"entrypoint": EntrypointKind.SCRIPT, "module": EntrypointKind.MODULE,
-                   "exec": EntrypointKind.EXEC, "call": EntrypointKind.CALL}
 BACKENDS = ("standalone", "c10d", "static", "etcd", "etcd-v2")
 # Set by erun for each worker; a job's env must not fight the contract.
 RESERVED_ENV = {
@@ -58,47 +47,7 @@ RESERVED_ENV = {
     "ERUN_PARAMS": "params", "ERUN_CONFIG": "", "ERUN_RUN_DIR": "hydra.run.dir", "ERUN_JOB_TOKEN": "",
 }
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-CALL_TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
-
-@dataclass(frozen=True)
-class KeySources:
-    """Where keys were set: the job file's path and keys, and the command line's keys (dotted)."""
-
-    job_file: str | None = None
-    job_keys: frozenset[str] = frozenset()
-    cli_keys: frozenset[str] = frozenset()
-
-    def source(self, key: str) -> str | None:
-        """The job file or the command line that set `key` (None: a default or a preset)."""
-        if _covers(self.cli_keys, key):
-            return COMMAND_LINE
-        if self.job_file and _covers(self.job_keys, key):
-            return display_path(self.job_file)
-        return None
-
-    def base_dirs(self, key: str, cwd: str) -> list[str]:
-        """Where a relative path in `key` is looked up: next to the file that set it, then cwd."""
-        if self.source(key) not in (None, COMMAND_LINE) and self.job_file:
-            return [str(Path(self.job_file).parent), cwd]
-        return [cwd]
-
-
-def _covers(keys: frozenset[str], key: str) -> bool:
-    return key in keys or any(k.startswith(key + ".") or key.startswith(k + ".") for k in keys)
-
-
-@dataclass(frozen=True)
-class CompileContext:
-    """What the compiler needs besides the config: the run's identity and the host."""
-
-    run_dir: str
-    run_id: str
-    cwd: str  # where erun was started
-    host: HostInfo
-    job_name: str | None = None  # the job file's name (Hydra's choice for `job`)
-    config_file: str | None = None  # the resolved config the workers read (ERUN_CONFIG)
-    sources: KeySources = field(default_factory=KeySources)
 
 
 def compile_job(cfg: DictConfig | Mapping[str, Any], ctx: CompileContext) -> JobPlan:
@@ -133,13 +82,13 @@ def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
     workdir = _workdir(c.get("cwd"), ctx)
     nproc = parse_nproc(c.get("nproc", 1), ctx.host)
     rdzv = _rdzv(c, *parse_nnodes(c.get("nnodes", 1)))
-    entrypoint = _entrypoint(c, ctx, workdir)
+    entrypoint = entrypoint_plan(c, ctx, workdir)
     return JobPlan(
         entrypoint=entrypoint,
         nproc=nproc,
         run_dir=ctx.run_dir,
         run_id=ctx.run_id,
-        name=c.get("name") or ctx.job_name or _default_name(entrypoint),
+        name=c.get("name") or ctx.job_name or default_name(entrypoint),
         role=_nonempty(c, "role", "default", FIXES["role"]),
         env=_env(c.get("env") or {}),
         cwd=workdir,
@@ -152,115 +101,6 @@ def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
         params=c.get("params") or {},
         config_file=ctx.config_file,
     )
-
-
-# -- entrypoint --------------------------------------------------------------------------------
-
-
-def _entrypoint(c: dict[str, Any], ctx: CompileContext, workdir: str | None) -> EntrypointPlan:
-    chosen = [k for k in ENTRYPOINT_KEYS if c.get(k) not in (None, "")]
-    if not chosen:
-        raise ConfigError("entrypoint", "is not set: nothing to run",
-                          "set one of entrypoint (script), module, exec or call, e.g. +job=train.yaml")
-    if len(chosen) > 1:
-        raise ConfigError(chosen[1], f"and `{chosen[0]}` are both set",
-                          f"keep one (set {chosen[1]}=null or {chosen[0]}=null)")
-    key = chosen[0]
-    kind, target = ENTRYPOINT_KEYS[key], str(c[key])
-    style = _params_as(c.get("params_as", "flags"))
-    params = c.get("params") or {}
-    args = [str(a) for a in c.get("args") or []]
-    if kind is EntrypointKind.CALL:
-        _check_call(target, params, workdir or ctx.cwd)
-    else:
-        args += params_mod.render(params, style)
-    if kind is EntrypointKind.SCRIPT:
-        target = _script(target, ctx, workdir)
-    elif kind is EntrypointKind.MODULE:
-        _check_module("module", target, workdir or ctx.cwd)
-    elif kind is EntrypointKind.EXEC:
-        target = _executable(target, c.get("env") or {}, ctx, workdir)
-    return EntrypointPlan(kind=kind, target=target, args=tuple(args), python=sys.executable)
-
-
-def _script(value: str, ctx: CompileContext, workdir: str | None) -> str:
-    return str(_find_file("entrypoint", value, ctx, workdir))
-
-
-def _find_file(key: str, value: str, ctx: CompileContext, workdir: str | None) -> Path:
-    bases = ctx.sources.base_dirs(key, ctx.cwd)
-    if workdir and workdir not in bases:
-        bases.insert(-1, workdir)
-    candidates = [Path(value)] if os.path.isabs(value) else [Path(b) / value for b in bases]
-    for path in candidates:
-        if path.is_file():
-            return path.resolve()
-    if any(p.is_dir() for p in candidates):
-        raise ConfigError(key, f"is {value}, a directory",
-                          "name a file in it, or use module=... for a package")
-    where = ", ".join(display_path(str(p.parent)) or "." for p in candidates)
-    raise ConfigError(key, f"{value} does not exist (looked in {where})",
-                      "check the path (relative paths start at the job file's folder, "
-                      "then the working directory)")
-
-
-def _executable(value: str, env: Mapping[str, str], ctx: CompileContext, workdir: str | None) -> str:
-    if "/" in value:
-        path = _find_file("exec", value, ctx, workdir)
-        if not os.access(path, os.X_OK):
-            raise ConfigError("exec", f"{value} is not executable", f"chmod +x {value}")
-        return str(path)
-    found = shutil.which(value, path=env.get("PATH", os.environ.get("PATH")))
-    if found is None:
-        raise ConfigError("exec", f"{value} is not on PATH", "give its path, or install it")
-    return value
-
-
-def _check_call(target: str, params: Mapping[str, Any], search_dir: str) -> None:
-    if not CALL_TARGET.match(target):
-        raise ConfigError("call", f"is {target!r}, not `package.module:function`",
-                          "write it as call=mypkg.train:main")
-    _check_module("call", target.split(":")[0], search_dir)
-    bad = [k for k in params if not str(k).isidentifier() or keyword.iskeyword(str(k))]
-    if bad:
-        raise ConfigError(f"params.{bad[0]}", "is not a Python identifier, so not a keyword argument",
-                          "rename it (call passes params as fn(**params))")
-
-
-def _check_module(key: str, dotted: str, search_dir: str) -> None:
-    """Find `dotted` as the worker's `python -m` would (its cwd first), without importing it."""
-    if not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", dotted):
-        raise ConfigError(key, f"is {dotted!r}, not a module name", "write it as package.module")
-    if not _module_exists(dotted, [search_dir, *sys.path]):
-        where = display_path(search_dir) or "."
-        raise ConfigError(key, f"names module {dotted}, which is not importable from {where}",
-                          "check the spelling, install the package, or set cwd to its parent folder")
-
-
-def _module_exists(dotted: str, path: list[str]) -> bool:
-    parts = dotted.split(".")
-    try:
-        spec = importlib.machinery.PathFinder.find_spec(parts[0], path) or importlib.util.find_spec(parts[0])
-        for i in range(1, len(parts)):
-            locations = spec.submodule_search_locations if spec else None
-            if not locations:
-                return False
-            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(locations))
-    except (ImportError, ValueError):
-        return True  # cannot tell without importing; let the worker report it
-    return spec is not None
-
-
-def _params_as(value: Any) -> str:
-    if value not in PARAMS_AS:
-        hint = did_you_mean(str(value), PARAMS_AS)
-        raise ConfigError("params_as", f"is {value!r}", hint or f"use one of {', '.join(PARAMS_AS)}")
-    return str(value)
-
-
-def _default_name(entrypoint: EntrypointPlan) -> str:
-    target = entrypoint.target.split(":")[-1]
-    return Path(target).stem if entrypoint.kind is not EntrypointKind.MODULE else target.split(".")[-1]
 
 
 # -- sizes -------------------------------------------------------------------------------------

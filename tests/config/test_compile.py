@@ -13,9 +13,10 @@ from conftest import REPO
 from omegaconf import OmegaConf
 
 from runner.config import params
-from runner.config.compile import CompileContext, KeySources, compile_job, parse_nnodes, parse_nproc
+from runner.config.compile import compile_job, parse_nnodes, parse_nproc
 from runner.config.keys import suggest_key, unknown_keys
 from runner.config.schema import JobConf
+from runner.config.sources import CompileContext, KeySources
 from runner.devices import HostInfo, parse_visible_devices, visible_gpus
 from runner.errors import ConfigError
 from runner.plan import BackoffKind, EntrypointKind, JobPlan, RuleAction
