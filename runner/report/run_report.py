@@ -8,25 +8,14 @@ the record then stops at RUNNING), and on Hydra multirun directories.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from runner.errors import ConfigError
 from runner.paths import RunPaths
 from runner.record import read as runlog
-from runner.record.read import AttemptRecord, FailureRecord, RunRecord, SweepRecord
+from runner.record.model import AttemptRecord, FailureRecord, RunRecord, SweepRecord
+from runner.report.text import INDENT, ArgParser
 from runner.words import clock, describe_exit, duration, plural
-
-INDENT = "  "
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse whose usage errors are erun's one-line ConfigError (exit 2), not a usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(None, f"{self.prog}: {message}", f"see {self.prog} --help")
 
 
 def main(args: Sequence[str]) -> int:

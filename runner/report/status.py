@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.record import read as runlog
-from runner.record.read import Outcome, RankSpan, RunRecord
-from runner.report.run_report import INDENT, ArgParser
+from runner.record.model import Outcome, RankSpan, RunRecord
+from runner.report.text import INDENT, ArgParser, describe_event
 from runner.words import clock, date_clock, describe_exit, duration, plural
 
 LAST_EVENTS = 10
@@ -75,7 +75,7 @@ def render(record: RunRecord, ranks: Sequence[RankStatus], last: int = LAST_EVEN
     events = record.events[-last:] if last > 0 else []
     if events:
         lines.append(f"{INDENT}last {plural(len(events), 'event')}:")
-        lines += [f"{INDENT * 2}{clock(e.time)}  {e.describe()}" for e in events]
+        lines += [f"{INDENT * 2}{clock(e.time)}  {describe_event(e)}" for e in events]
     return "\n".join(lines)
 
 

@@ -17,17 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import ConfigError
-from runner.record.read import (
+from runner.record.model import (
     AttemptRecord,
     Event,
     FailureRecord,
-    MarkerKind,
     Outcome,
+    PointRecord,
     RankSpan,
     RunRecord,
-    SweepPoint,
     SweepRecord,
 )
+from runner.report.markers import MarkerKind, run_markers
+from runner.report.text import describe_event
 from runner.state import JobState
 from runner.words import clock, date_clock, duration, plural
 
@@ -142,7 +143,7 @@ def run_chart(record: RunRecord) -> Chart:
             for rank in ranks]
     index = {rank: i for i, rank in enumerate(ranks)}
     markers = [ChartMarker(m.time, m.kind, m.label, dot_row=index.get(m.rank) if m.rank is not None else None)
-               for m in record.markers]
+               for m in run_markers(record)]
     return Chart(f"{record.name}: {record.state.value}", rows, markers, *_span(record.start, record.now))
 
 
@@ -174,7 +175,7 @@ def sweep_chart(record: SweepRecord) -> Chart:
     for i, point in enumerate(record.points):
         rows.append(_point_row(point))
         markers += [ChartMarker(m.time, m.kind, f"point {point.name}: {m.label}", i, i)
-                    for m in (point.run.markers if point.run else [])]
+                    for m in (run_markers(point.run) if point.run else [])]
     runs = record.runs
     starts = [r.start for r in runs if r.start is not None]
     t0 = min(starts, default=record.read_at)
@@ -182,7 +183,7 @@ def sweep_chart(record: SweepRecord) -> Chart:
     return Chart(f"sweep {record.sweep_dir.name}", rows, markers, *_span(t0, t1))
 
 
-def _point_row(point: SweepPoint) -> Row:
+def _point_row(point: PointRecord) -> Row:
     overrides = " ".join(point.overrides)
     label = f"{point.name}: {overrides}" if overrides else point.name
     run = point.run
@@ -192,7 +193,7 @@ def _point_row(point: SweepPoint) -> Row:
     return Row(label, bars, f"point {point.name}: {run.state.value}; {overrides or 'no overrides'}")
 
 
-def _attempt_bar(point: SweepPoint, run: RunRecord, attempt: AttemptRecord) -> Bar:
+def _attempt_bar(point: PointRecord, run: RunRecord, attempt: AttemptRecord) -> Bar:
     assert attempt.start is not None
     end = attempt.end if attempt.end is not None else run.now
     title = (f"point {point.name}, attempt {attempt.attempt}: {attempt.state}, {clock(attempt.start)} "
@@ -469,7 +470,7 @@ def _failures_section(record: RunRecord) -> list[str]:
 
 def _events_section(events: Sequence[Event]) -> list[str]:
     shown = events[-EVENTS_SHOWN:]
-    lines = "\n".join(f"{clock(e.time)}  {e.describe()}" for e in shown)
+    lines = "\n".join(f"{clock(e.time)}  {describe_event(e)}" for e in shown)
     more = f" (the last {len(shown)} of {len(events)})" if len(shown) < len(events) else ""
     return [f"<details><summary>Events{esc(more)}</summary>", f"<pre>{esc(lines)}</pre>", "</details>"]
 

@@ -24,7 +24,7 @@ from runner.cli import main as erun_main
 from runner.errors import ConfigError
 from runner.plan import HealthPlan, JobPlan
 from runner.record import read as runlog
-from runner.record.read import Outcome
+from runner.record.model import Outcome
 from runner.report.timeline import COLOURS, SVG_NS
 from runner.state import JobState
 
