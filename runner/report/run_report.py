@@ -1,6 +1,6 @@
 """`erun report RUN_DIR [--html PATH]`: what happened in a run (or a sweep), as text and as a page.
 
-The text goes to stdout; the page (runner.report.timeline) to RUN_DIR/report.html unless --html says
+The text goes to stdout; the page (runner.report.page) to RUN_DIR/report.html unless --html says
 where. Works on finished, failed and interrupted runs, on runs still going (or whose agent died:
 the record then stops at RUNNING), and on Hydra multirun directories.
 (runner.runtime.final_report is the other report: the lines the agent prints when a job ends.)
@@ -34,12 +34,12 @@ def main(args: Sequence[str]) -> int:
 
 def render(record: RunRecord | SweepRecord, html_path: Path) -> str:
     """Write the page; return the text summary, which ends with where the page is."""
-    from runner.report import timeline
+    from runner.report import page
     if isinstance(record, SweepRecord):
-        timeline.write_page(html_path, timeline.sweep_page(record))
+        page.write_page(html_path, page.sweep_page(record))
         text = sweep_text(record)
     else:
-        timeline.write_page(html_path, timeline.run_page(record))
+        page.write_page(html_path, page.run_page(record))
         text = run_text(record)
     return f"{text}\n{INDENT}{'html:':<12}{html_path}"
 
