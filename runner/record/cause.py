@@ -57,7 +57,7 @@ class CauseFacts:
     attempt: int
     what: str  # what happened, in one line (`failure_in_words`)
     message: str  # the worker's own words, "" when they only repeat `what`
-    traceback: tuple[str, ...]  # from the error file, trailing blank lines dropped
+    traceback: str  # from the error file, as written ("" when none)
     stderr_tail: tuple[str, ...]  # the last lines of its stderr; () when empty
     stderr_log: str
     stdout_log: str
@@ -76,7 +76,7 @@ def cause_facts(cause: FailureLike) -> CauseFacts:
     """What every report says about a root cause."""
     return CauseFacts(
         rank=cause.rank, attempt=cause.attempt, what=failure_in_words(cause), message=_own_message(cause),
-        traceback=tuple(cause.traceback.rstrip().splitlines()), stderr_tail=tuple(cause.stderr_tail),
+        traceback=cause.traceback, stderr_tail=tuple(cause.stderr_tail),
         stderr_log=cause.stderr_log, stdout_log=cause.stdout_log,
     )
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner.errors import ConfigError
+from runner.record.cause import cause_facts
 from runner.record.model import AttemptRecord, Event, FailureRecord, Outcome, RankSpan, RunRecord, SweepRecord
 from runner.report.chart import COLOURS, esc, render_svg, run_chart, sweep_chart
 from runner.report.text import describe_event
@@ -114,18 +115,20 @@ def _run_facts(record: RunRecord) -> str:
 
 
 def _cause_section(cause: FailureRecord | None) -> list[str]:
+    """The root cause's facts (runner.record.cause), laid out as a box on the page."""
     if cause is None:
         return []
+    facts = cause_facts(cause)
     parts = ['<div class="cause">', "<h2>Root cause</h2>",
-             f"<p>rank {cause.rank}, attempt {cause.attempt}, at {esc(clock(cause.time))}: "
-             f"{esc(cause.describe())}</p>"]
-    if cause.traceback:
-        parts.append(f"<pre>{esc(cause.traceback)}</pre>")
-    if cause.stderr_tail:
-        parts.append(f"<p>last {esc(plural(len(cause.stderr_tail), 'line'))} of its stderr:</p>")
-        parts.append(f"<pre>{esc(chr(10).join(cause.stderr_tail))}</pre>")
-    if cause.stderr_log:
-        parts.append(f"<p>stderr: <code>{esc(cause.stderr_log)}</code></p>")
+             f"<p>rank {facts.rank}, attempt {facts.attempt}, at {esc(clock(cause.time))}: "
+             f"{esc(facts.what)}</p>"]
+    if facts.traceback:
+        parts.append(f"<pre>{esc(facts.traceback)}</pre>")
+    if facts.stderr_tail:
+        parts.append(f"<p>last {esc(plural(len(facts.stderr_tail), 'line'))} of its stderr:</p>")
+        parts.append(f"<pre>{esc(chr(10).join(facts.stderr_tail))}</pre>")
+    if facts.stderr_log:
+        parts.append(f"<p>stderr: <code>{esc(facts.stderr_log)}</code></p>")
     parts.append("</div>")
     return parts
 

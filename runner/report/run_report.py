@@ -13,9 +13,10 @@ from pathlib import Path
 
 from runner.paths import RunPaths
 from runner.record import read as runlog
+from runner.record.cause import cause_facts
 from runner.record.model import AttemptRecord, FailureRecord, RunRecord, SweepRecord
-from runner.report.text import INDENT, ArgParser
-from runner.words import clock, describe_exit, duration, plural
+from runner.report.text import INDENT, ArgParser, fact
+from runner.words import clock, duration, plural
 
 
 def main(args: Sequence[str]) -> int:
@@ -41,7 +42,7 @@ def render(record: RunRecord | SweepRecord, html_path: Path) -> str:
     else:
         page.write_page(html_path, page.run_page(record))
         text = run_text(record)
-    return f"{text}\n{INDENT}{'html:':<12}{html_path}"
+    return f"{text}\n{fact('html:', html_path)}"
 
 
 def run_text(record: RunRecord) -> str:
@@ -71,7 +72,7 @@ def _facts(record: RunRecord) -> list[str]:
         facts.append(("runs:", record.entrypoint))
     if record.overrides:
         facts.append(("overrides:", " ".join(record.overrides)))
-    return [f"{INDENT}{label:<12}{value}" for label, value in facts]
+    return [fact(label, value) for label, value in facts]
 
 
 def _attempt_line(record: RunRecord, attempt: AttemptRecord) -> str:
@@ -88,17 +89,18 @@ def _failure_line(record: RunRecord, failure: FailureRecord) -> str:
 
 
 def _cause_lines(cause: FailureRecord | None) -> list[str]:
+    """The root cause's facts (runner.record.cause), laid out as the report's text."""
     if cause is None:
         return []
-    lines = [f"{INDENT}{'root cause:':<12}rank {cause.rank}, attempt {cause.attempt}: {cause.describe()}"]
-    if cause.reason == "exit" and cause.message and cause.message != describe_exit(
-            cause.exit_code, cause.signal):
-        lines.append(f"{INDENT}{'message:':<12}{cause.message}")
-    if cause.stderr_tail:
-        lines.append(f"{INDENT}last {plural(len(cause.stderr_tail), 'line')} of its stderr:")
-        lines += [INDENT * 3 + line for line in cause.stderr_tail]
-    if cause.stderr_log:
-        lines.append(f"{INDENT}{'stderr:':<12}{cause.stderr_log}")
+    facts = cause_facts(cause)
+    lines = [fact("root cause:", f"rank {facts.rank}, attempt {facts.attempt}: {facts.what}")]
+    if facts.message:
+        lines.append(fact("message:", facts.message))
+    if facts.stderr_tail:
+        lines.append(f"{INDENT}last {plural(len(facts.stderr_tail), 'line')} of its stderr:")
+        lines += [INDENT * 3 + line for line in facts.stderr_tail]
+    if facts.stderr_log:
+        lines.append(fact("stderr:", facts.stderr_log))
     return lines
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from runner.record import read as runlog
 from runner.record.model import Outcome, RankSpan, RunRecord
-from runner.report.text import INDENT, ArgParser, describe_event
+from runner.report.text import INDENT, ArgParser, describe_event, fact
 from runner.words import clock, date_clock, describe_exit, duration, plural
 
 LAST_EVENTS = 10
@@ -87,10 +87,10 @@ def _header(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
     if attempt is not None:
         state += f", attempt {attempt.attempt} ({plural(record.restarts, 'restart')}), group {attempt.state}"
     started = date_clock(record.start) if record.start else "-"
-    lines = [f"{INDENT}{'run dir:':<12}{record.run_dir}", f"{INDENT}{'state:':<12}{state}",
-             f"{INDENT}{'started:':<12}{started}, elapsed {duration(record.elapsed)}"]
+    lines = [fact("run dir:", record.run_dir), fact("state:", state),
+             fact("started:", f"{started}, elapsed {duration(record.elapsed)}")]
     warning = _agent_warning(record, ranks)
-    return lines + ([f"{INDENT}{'warning:':<12}{warning}"] if warning else [])
+    return lines + ([fact("warning:", warning)] if warning else [])
 
 
 def _agent_warning(record: RunRecord, ranks: Sequence[RankStatus]) -> str:
