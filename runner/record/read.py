@@ -1,285 +1,42 @@
-"""Reading a run record (written by runner.record.writer): the one place that knows its file formats.
+"""Reading a run record (written by runner.record.writer): loading, and the one reader per file format.
 
-    plan.json      the compiled plan, read as plain data (a report must open any plan it finds)
-    events.jsonl   one JSON object a line; the last line may be half-written while the agent runs
-    summary.json   the outcome: rewritten after each attempt with state RUNNING, final at the end
+    plan.json              the compiled plan, read as plain data (a report must open any plan it finds)
+    events.jsonl           one JSON object a line; the last line may be half-written while the agent runs
+    summary.json           the outcome: rewritten after each attempt with state RUNNING, final at the end
+    .hydra/overrides.yaml  Hydra's record of the run's command-line overrides
 
 A run that is still going (or whose agent died) has a RUNNING summary or none: what the summary
 lacks is rebuilt from the events, so the current attempt is always there. A Hydra multirun
 directory (0/, 1/, ... each a run directory, maybe a multirun.yaml) reads as a `SweepRecord`.
+What comes out is the data of runner.record.model; words and drawings are the reports' job.
 Nothing here imports torch or Hydra: `erun report` and `erun status` start fast.
 """
 
 from __future__ import annotations
 
-import enum
 import json
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
 from runner.overrides import as_typed
 from runner.paths import POINT_DIR, RunPaths, SweepPaths
-from runner.record.writer import read_json
+from runner.record.model import (
+    AttemptRecord,
+    Event,
+    FailureRecord,
+    Outcome,
+    PointRecord,
+    RankSpan,
+    RunRecord,
+    SweepRecord,
+)
 from runner.state import JobState, WorkerState, first_failure
 from runner.words import describe_exit
 
 NOT_A_RUN_FIX = ("give the directory a job ran in (erun prints it when the job ends) "
                  "or a multirun sweep directory")
-
-
-class Outcome(str, enum.Enum):
-    """How one rank (or one attempt) ended, as the timeline colours it."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    STOPPED = "stopped"
-    RUNNING = "running"
-
-    @classmethod
-    def of(cls, state: str) -> Outcome:
-        """A WorkerState value; the unfinished ones (INIT, HEALTHY, UNHEALTHY) are RUNNING."""
-        return {
-            WorkerState.SUCCEEDED.value: cls.SUCCEEDED,
-            WorkerState.FAILED.value: cls.FAILED,
-            WorkerState.STOPPED.value: cls.STOPPED,
-        }.get(state, cls.RUNNING)
-
-
-class MarkerKind(str, enum.Enum):
-    """A moment worth a vertical line on the timeline."""
-
-    RESTART = "restart"  # the policy decided to restart the group
-    GIVE_UP = "give_up"  # the policy decided to stop
-    WATCHDOG = "watchdog"  # a health watchdog condemned a rank
-    KILL = "kill"  # ranks still running after the grace were SIGKILLed
-    SIGNAL = "signal"  # a signal reached the agent (stop, or forwarded to the workers)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One line of events.jsonl: its wall-clock time, its kind and the rest of its fields."""
-
-    time: float
-    kind: str
-    fields: Mapping[str, Any]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.fields.get(key, default)
-
-    def describe(self) -> str:
-        """The event in one line for people."""
-        describe = _DESCRIBE.get(self.kind)
-        if describe is not None:
-            return describe(self)
-        rest = ", ".join(f"{k}={v}" for k, v in self.fields.items())
-        return f"{self.kind}: {rest}" if rest else self.kind
-
-
-@dataclass
-class RankSpan:
-    """One rank in one attempt: from spawned to ended (a bar on the timeline)."""
-
-    attempt: int
-    rank: int
-    state: str = WorkerState.INIT.value
-    pid: int | None = None
-    start: float | None = None
-    end: float | None = None
-    exit_code: int | None = None
-    signal: str | None = None
-
-    @property
-    def outcome(self) -> Outcome:
-        return Outcome.of(self.state)
-
-    def describe(self) -> str:
-        if self.outcome is Outcome.RUNNING:
-            return self.state
-        return f"{self.state} ({describe_exit(self.exit_code, self.signal)})"
-
-
-@dataclass
-class FailureRecord:
-    """Why a rank failed in one attempt: it exited badly, or a watchdog stopped it (`reason`)."""
-
-    attempt: int
-    rank: int
-    time: float
-    reason: str = "exit"
-    exit_code: int | None = None
-    signal: str | None = None
-    message: str = ""
-    traceback: str = ""
-    stderr_tail: list[str] = field(default_factory=list)
-    stdout_log: str = ""
-    stderr_log: str = ""
-
-    def describe(self) -> str:
-        how = describe_exit(self.exit_code, self.signal)
-        if self.reason == "exit":
-            return how
-        what = f"{self.reason}: {self.message}" if self.message else self.reason
-        return f"{what} (then {how})"
-
-
-@dataclass
-class AttemptRecord:
-    """One start of the whole group: its ranks and the failures that ended it."""
-
-    attempt: int
-    start: float | None = None
-    end: float | None = None
-    state: str = WorkerState.INIT.value
-    master_port: int | None = None
-    restart_count: int | None = None  # None: an old record; the attempt number stands in
-    ranks: list[RankSpan] = field(default_factory=list)
-    failures: list[FailureRecord] = field(default_factory=list)
-    killed_after_grace: list[int] = field(default_factory=list)
-
-    @property
-    def outcome(self) -> Outcome:
-        return Outcome.of(self.state)
-
-    def span(self, rank: int) -> RankSpan:
-        """The rank's span, added when first seen."""
-        for span in self.ranks:
-            if span.rank == rank:
-                return span
-        span = RankSpan(self.attempt, rank)
-        self.ranks.append(span)
-        self.ranks.sort(key=lambda s: s.rank)
-        return span
-
-    def duration(self, now: float) -> float | None:
-        if self.start is None:
-            return None
-        return (self.end if self.end is not None else now) - self.start
-
-
-@dataclass(frozen=True)
-class Marker:
-    """A moment on the timeline, with what to say about it."""
-
-    time: float
-    kind: MarkerKind
-    label: str
-    rank: int | None = None
-
-
-@dataclass
-class RunRecord:
-    """A run directory as read from disk: the job's state and what happened, attempt by attempt.
-
-    `read_at` is "now" for everything still running (bars and durations end there).
-    """
-
-    run_dir: Path
-    state: JobState
-    attempts: list[AttemptRecord]
-    events: list[Event]
-    plan: Mapping[str, Any]
-    exit_code: int | None = None
-    signal: str | None = None
-    root_cause: FailureRecord | None = None
-    overrides: list[str] = field(default_factory=list)
-    damaged_lines: int = 0
-    has_summary: bool = False
-    read_at: float = field(default_factory=time.time)
-
-    @property
-    def finished(self) -> bool:
-        return self.state is not JobState.RUNNING
-
-    @property
-    def name(self) -> str:
-        name, run_id = self.plan.get("name"), self.plan.get("run_id")
-        parts = [str(name)] if name else []
-        parts += [f"(run {run_id})"] if run_id else []
-        return " ".join(parts) or self.run_dir.name
-
-    @property
-    def failures(self) -> list[FailureRecord]:
-        return [f for a in self.attempts for f in a.failures]
-
-    @property
-    def restarts(self) -> int:
-        """The job's restarts: a multi-node regroup is an attempt, not a restart."""
-        if not self.attempts:
-            return 0
-        last = self.attempts[-1]
-        return last.restart_count if last.restart_count is not None else max(0, len(self.attempts) - 1)
-
-    @property
-    def current(self) -> AttemptRecord | None:
-        return self.attempts[-1] if self.attempts else None
-
-    @property
-    def ranks(self) -> list[int]:
-        return sorted({s.rank for a in self.attempts for s in a.ranks})
-
-    @property
-    def start(self) -> float | None:
-        times = [e.time for e in self.events[:1]]
-        times += [a.start for a in self.attempts[:1] if a.start is not None]
-        return min(times, default=None)
-
-    @property
-    def end(self) -> float | None:
-        """When the job ended; None while it runs."""
-        if not self.finished:
-            return None
-        ends = [e.time for e in self.events if e.kind == "job_end"]
-        ends += [a.end for a in self.attempts[-1:] if a.end is not None]
-        return ends[0] if ends else self.read_at
-
-    @property
-    def now(self) -> float:
-        """Where the timeline stops: the job's end, or the time it was read."""
-        end = self.end
-        return end if end is not None else self.read_at
-
-    @property
-    def elapsed(self) -> float:
-        start = self.start
-        return 0.0 if start is None else max(0.0, self.now - start)
-
-    @property
-    def markers(self) -> list[Marker]:
-        return [m for m in (marker_of(e) for e in self.events) if m is not None]
-
-    @property
-    def entrypoint(self) -> str:
-        entry = self.plan.get("entrypoint")
-        if not isinstance(entry, Mapping):
-            return ""
-        return " ".join(str(p) for p in (entry.get("kind"), entry.get("target"), *entry.get("args", ())))
-
-
-@dataclass
-class SweepPoint:
-    """One point of a multirun: its directory, its overrides and its run (None before it started)."""
-
-    name: str
-    path: Path
-    overrides: list[str]
-    run: RunRecord | None
-
-
-@dataclass
-class SweepRecord:
-    """A Hydra multirun directory: one run directory per point (0/, 1/, ...)."""
-
-    sweep_dir: Path
-    points: list[SweepPoint]
-    read_at: float = field(default_factory=time.time)
-
-    @property
-    def runs(self) -> list[RunRecord]:
-        return [p.run for p in self.points if p.run is not None]
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -324,7 +81,7 @@ def point_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def load_sweep(sweep_dir: Path) -> SweepRecord:
-    points = [SweepPoint(d.name, d, typed_overrides(d), load_run(d) if is_run_dir(d) else None)
+    points = [PointRecord(d.name, d, typed_overrides(d), load_run(d) if is_run_dir(d) else None)
               for d in point_dirs(sweep_dir)]
     return SweepRecord(sweep_dir, points)
 
@@ -345,54 +102,16 @@ def load_run(run_dir: Path) -> RunRecord:
     return record
 
 
-def read_events(path: Path) -> tuple[list[Event], int]:
-    """The events so far, and how many lines could not be read (a half-written last one)."""
+# -- plan.json, summary.json: JSON objects ---------------------------------------------------
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when it is missing or unreadable (summary.json comes late)."""
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError:
-        return [], 0
-    events: list[Event] = []
-    damaged = 0
-    for line in text.splitlines():
-        event = parse_event(line)
-        if event is not None:
-            events.append(event)
-        elif line.strip():
-            damaged += 1
-    return events, damaged
-
-
-def parse_event(line: str) -> Event | None:
-    try:
-        data = json.loads(line)
-        stamp = float(data.pop("time"))
-        kind = str(data.pop("event"))
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    return Event(stamp, kind, data)
-
-
-def read_overrides(run_dir: Path) -> list[str] | None:
-    """The run's command-line overrides, from Hydra's .hydra/overrides.yaml (a YAML list), as
-    recorded; None when the run has no readable list."""
-    path = RunPaths(run_dir).overrides
-    if not path.is_file():
-        return None
-    import yaml  # omegaconf's dependency; imported only when there is a file to read
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return [str(o) for o in data] if isinstance(data, list) else None
-
-
-def typed_overrides(run_dir: Path) -> list[str]:
-    """The run's overrides as the user typed them (`+job=NAME`), [] when none are recorded."""
-    return [as_typed(o) for o in read_overrides(run_dir) or []]
-
-
-# -- summary.json ----------------------------------------------------------------------------
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def attempts_from_summary(summary: Mapping[str, Any]) -> list[AttemptRecord]:
@@ -437,9 +156,34 @@ def _failure_from_dict(data: Mapping[str, Any]) -> FailureRecord:
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
-
 # -- events.jsonl ----------------------------------------------------------------------------
 
+
+def read_events(path: Path) -> tuple[list[Event], int]:
+    """The events so far, and how many lines could not be read (a half-written last one)."""
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return [], 0
+    events: list[Event] = []
+    damaged = 0
+    for line in text.splitlines():
+        event = parse_event(line)
+        if event is not None:
+            events.append(event)
+        elif line.strip():
+            damaged += 1
+    return events, damaged
+
+
+def parse_event(line: str) -> Event | None:
+    try:
+        data = json.loads(line)
+        stamp = float(data.pop("time"))
+        kind = str(data.pop("event"))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return Event(stamp, kind, data)
 
 def attempts_from_events(events: Iterable[Event]) -> list[AttemptRecord]:
     """Replay group_state and worker_state events into attempts (the current one included)."""
@@ -508,6 +252,30 @@ def verdict_message(event: Event) -> str:
     message = str(event.get("message", ""))
     return message.removeprefix(f"rank {event.get('rank')}: ").removesuffix("; stopping the group")
 
+# -- .hydra/overrides.yaml ------------------------------------------------------------------
+
+
+def read_overrides(run_dir: Path) -> list[str] | None:
+    """The run's command-line overrides, from Hydra's .hydra/overrides.yaml (a YAML list), as
+    recorded; None when the run has no readable list."""
+    path = RunPaths(run_dir).overrides
+    if not path.is_file():
+        return None
+    import yaml  # omegaconf's dependency; imported only when there is a file to read
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return [str(o) for o in data] if isinstance(data, list) else None
+
+
+def typed_overrides(run_dir: Path) -> list[str]:
+    """The run's overrides as the user typed them (`+job=NAME`), [] when none are recorded."""
+    return [as_typed(o) for o in read_overrides(run_dir) or []]
+
+# -- the run as a whole ---------------------------------------------------------------------
+
 
 def merge_attempts(summarised: list[AttemptRecord], replayed: list[AttemptRecord]) -> list[AttemptRecord]:
     """summary.json's attempts, then those only the events know (the one running now)."""
@@ -543,56 +311,3 @@ def root_cause(record: RunRecord, recorded: Any) -> FailureRecord | None:
         if match:
             return match[0]
     return first_failure(record.current.failures)
-
-
-def marker_of(event: Event) -> Marker | None:
-    """The timeline marker an event makes, if any."""
-    if event.kind == "signal_forwarded":
-        return Marker(event.time, MarkerKind.SIGNAL, f"forwarded {event.get('signal')} to the workers")
-    if event.kind != "note":
-        return None
-    message = str(event.get("message", ""))
-    if "decision" in event.fields:
-        kind = MarkerKind.RESTART if event.get("decision") == "restart" else MarkerKind.GIVE_UP
-        return Marker(event.time, kind, message)
-    if is_verdict(event):
-        return Marker(event.time, MarkerKind.WATCHDOG, message, int(event.get("rank")))
-    if "ranks" in event.fields:
-        return Marker(event.time, MarkerKind.KILL, message)
-    if message.startswith("received SIG"):
-        return Marker(event.time, MarkerKind.SIGNAL, message)
-    return None
-
-
-# -- for people ------------------------------------------------------------------------------
-
-
-def _describe_group(event: Event) -> str:
-    port = event.get("master_port")
-    return f"attempt {event.get('attempt')}: group {event.get('state')}" + (f" (port {port})" if port else "")
-
-
-def _describe_worker(event: Event) -> str:
-    head = f"attempt {event.get('attempt')} rank {event.get('rank')}: {event.get('state')}"
-    if event.get("pid") is not None:
-        return f"{head} (pid {event.get('pid')})"
-    if "exit_code" in event.fields or "signal" in event.fields:
-        return f"{head} ({describe_exit(event.get('exit_code'), event.get('signal'))})"
-    return head
-
-
-def _describe_stop(event: Event) -> str:
-    ranks = ", ".join(str(r) for r in event.get("ranks", []))
-    return (f"attempt {event.get('attempt')}: {event.get('signal')} to rank(s) {ranks}, "
-            f"grace {event.get('grace_s')} s")
-
-
-_DESCRIBE: dict[str, Callable[[Event], str]] = {
-    "note": lambda e: str(e.get("message", "")),
-    "group_state": _describe_group,
-    "worker_state": _describe_worker,
-    "stop": _describe_stop,
-    "swept": lambda e: f"swept leftover process(es) {', '.join(str(p) for p in e.get('pids', []))}",
-    "signal_forwarded": lambda e: f"forwarded {e.get('signal')} to the workers",
-    "job_end": lambda e: f"job ended: {e.get('state')} (exit {e.get('exit_code')})",
-}

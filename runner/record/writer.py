@@ -1,7 +1,8 @@
 """The run record: plan.json, events.jsonl and summary.json in the run directory.
 
 The event log is append-only JSON lines with a wall-clock `time`; every message the agent
-prints for people is also a `note` event (runner.runtime.notes writes both).
+prints for people is also a `note` event (runner.runtime.notes writes both). Reading them back is
+runner.record.read's job.
 """
 
 from __future__ import annotations
@@ -16,15 +17,6 @@ from runner.errors import ConfigError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.state import RunResult
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file, or {} when it is missing or unreadable (summary.json comes late)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class EventLog:

@@ -1,6 +1,6 @@
 """`erun report RUN_DIR [--html PATH]`: what happened in a run (or a sweep), as text and as a page.
 
-The text goes to stdout; the page (runner.report.timeline) to RUN_DIR/report.html unless --html says
+The text goes to stdout; the page (runner.report.page) to RUN_DIR/report.html unless --html says
 where. Works on finished, failed and interrupted runs, on runs still going (or whose agent died:
 the record then stops at RUNNING), and on Hydra multirun directories.
 (runner.runtime.final_report is the other report: the lines the agent prints when a job ends.)
@@ -8,25 +8,15 @@ the record then stops at RUNNING), and on Hydra multirun directories.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from runner.errors import ConfigError
 from runner.paths import RunPaths
 from runner.record import read as runlog
-from runner.record.read import AttemptRecord, FailureRecord, RunRecord, SweepRecord
-from runner.words import clock, describe_exit, duration, plural
-
-INDENT = "  "
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse whose usage errors are erun's one-line ConfigError (exit 2), not a usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(None, f"{self.prog}: {message}", f"see {self.prog} --help")
+from runner.record.cause import cause_facts
+from runner.record.model import AttemptRecord, FailureRecord, RunRecord, SweepRecord
+from runner.report.text import INDENT, ArgParser, fact
+from runner.words import clock, duration, plural
 
 
 def main(args: Sequence[str]) -> int:
@@ -45,14 +35,14 @@ def main(args: Sequence[str]) -> int:
 
 def render(record: RunRecord | SweepRecord, html_path: Path) -> str:
     """Write the page; return the text summary, which ends with where the page is."""
-    from runner.report import timeline
+    from runner.report import page
     if isinstance(record, SweepRecord):
-        timeline.write_page(html_path, timeline.sweep_page(record))
+        page.write_page(html_path, page.sweep_page(record))
         text = sweep_text(record)
     else:
-        timeline.write_page(html_path, timeline.run_page(record))
+        page.write_page(html_path, page.run_page(record))
         text = run_text(record)
-    return f"{text}\n{INDENT}{'html:':<12}{html_path}"
+    return f"{text}\n{fact('html:', html_path)}"
 
 
 def run_text(record: RunRecord) -> str:
@@ -82,7 +72,7 @@ def _facts(record: RunRecord) -> list[str]:
         facts.append(("runs:", record.entrypoint))
     if record.overrides:
         facts.append(("overrides:", " ".join(record.overrides)))
-    return [f"{INDENT}{label:<12}{value}" for label, value in facts]
+    return [fact(label, value) for label, value in facts]
 
 
 def _attempt_line(record: RunRecord, attempt: AttemptRecord) -> str:
@@ -99,17 +89,18 @@ def _failure_line(record: RunRecord, failure: FailureRecord) -> str:
 
 
 def _cause_lines(cause: FailureRecord | None) -> list[str]:
+    """The root cause's facts (runner.record.cause), laid out as the report's text."""
     if cause is None:
         return []
-    lines = [f"{INDENT}{'root cause:':<12}rank {cause.rank}, attempt {cause.attempt}: {cause.describe()}"]
-    if cause.reason == "exit" and cause.message and cause.message != describe_exit(
-            cause.exit_code, cause.signal):
-        lines.append(f"{INDENT}{'message:':<12}{cause.message}")
-    if cause.stderr_tail:
-        lines.append(f"{INDENT}last {plural(len(cause.stderr_tail), 'line')} of its stderr:")
-        lines += [INDENT * 3 + line for line in cause.stderr_tail]
-    if cause.stderr_log:
-        lines.append(f"{INDENT}{'stderr:':<12}{cause.stderr_log}")
+    facts = cause_facts(cause)
+    lines = [fact("root cause:", f"rank {facts.rank}, attempt {facts.attempt}: {facts.what}")]
+    if facts.message:
+        lines.append(fact("message:", facts.message))
+    if facts.stderr_tail:
+        lines.append(f"{INDENT}last {plural(len(facts.stderr_tail), 'line')} of its stderr:")
+        lines += [INDENT * 3 + line for line in facts.stderr_tail]
+    if facts.stderr_log:
+        lines.append(fact("stderr:", facts.stderr_log))
     return lines
 
 

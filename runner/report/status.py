@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.record import read as runlog
-from runner.record.read import Outcome, RankSpan, RunRecord
-from runner.report.run_report import INDENT, ArgParser
+from runner.record.model import Outcome, RankSpan, RunRecord
+from runner.report.text import INDENT, ArgParser, describe_event, fact
 from runner.words import clock, date_clock, describe_exit, duration, plural
 
 LAST_EVENTS = 10
@@ -75,7 +75,7 @@ def render(record: RunRecord, ranks: Sequence[RankStatus], last: int = LAST_EVEN
     events = record.events[-last:] if last > 0 else []
     if events:
         lines.append(f"{INDENT}last {plural(len(events), 'event')}:")
-        lines += [f"{INDENT * 2}{clock(e.time)}  {e.describe()}" for e in events]
+        lines += [f"{INDENT * 2}{clock(e.time)}  {describe_event(e)}" for e in events]
     return "\n".join(lines)
 
 
@@ -87,10 +87,10 @@ def _header(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
     if attempt is not None:
         state += f", attempt {attempt.attempt} ({plural(record.restarts, 'restart')}), group {attempt.state}"
     started = date_clock(record.start) if record.start else "-"
-    lines = [f"{INDENT}{'run dir:':<12}{record.run_dir}", f"{INDENT}{'state:':<12}{state}",
-             f"{INDENT}{'started:':<12}{started}, elapsed {duration(record.elapsed)}"]
+    lines = [fact("run dir:", record.run_dir), fact("state:", state),
+             fact("started:", f"{started}, elapsed {duration(record.elapsed)}")]
     warning = _agent_warning(record, ranks)
-    return lines + ([f"{INDENT}{'warning:':<12}{warning}"] if warning else [])
+    return lines + ([fact("warning:", warning)] if warning else [])
 
 
 def _agent_warning(record: RunRecord, ranks: Sequence[RankStatus]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runner.record.cause import cause_facts
 from runner.state import Failure, JobState, RunResult, WorkerState, signal_name
 
 
@@ -50,22 +51,25 @@ def failure_report(result: RunResult, elapsed_s: float) -> str:
 
 
 def _cause_lines(cause: Failure) -> list[str]:
-    how = cause.exit.describe()
-    if cause.reason != "exit":
-        how = f"{cause.reason}: {cause.message} (then stopped: {how})"
+    """The root cause's facts (runner.record.cause), laid out for the terminal."""
+    facts = cause_facts(cause)
     where = f"rank {cause.rank} (local rank {cause.local_rank}), attempt {cause.attempt}"
-    lines = [f"  root cause: {where}: {how}"]
-    if cause.reason == "exit" and cause.message and cause.message != cause.exit.describe():
-        lines.append(f"  message:   {cause.message}")
-    if cause.traceback:
+    lines = [_fact("root cause:", f"{where}: {facts.what}")]
+    if facts.message:
+        lines.append(_fact("message:", facts.message))
+    if facts.traceback:
         lines.append("  traceback (from the error file):")
-        lines += ["    " + line for line in cause.traceback.rstrip().splitlines()]
-    if cause.stderr_tail:
-        lines.append(f"  last {len(cause.stderr_tail)} lines of its stderr:")
-        lines += ["    " + line for line in cause.stderr_tail]
+        lines += ["    " + line for line in facts.traceback.rstrip().splitlines()]
+    if facts.stderr_tail:
+        lines.append(f"  last {len(facts.stderr_tail)} lines of its stderr:")
+        lines += ["    " + line for line in facts.stderr_tail]
     else:
         lines.append("  its stderr is empty")
-    lines += [f"  stderr:    {cause.stderr_log}", f"  stdout:    {cause.stdout_log}"]
+    lines += [_fact("stderr:", facts.stderr_log), _fact("stdout:", facts.stdout_log)]
     if cause.error_file:
-        lines.append(f"  error file: {cause.error_file}")
+        lines.append(_fact("error file:", cause.error_file))
     return lines
+
+
+def _fact(label: str, value: str) -> str:
+    return f"  {label:<10} {value}"

@@ -29,8 +29,7 @@ from runner.errors import ErunError, ExitStatus
 from runner.overrides import override_key
 from runner.paths import RunPaths, SweepPaths
 from runner.plan import JobPlan
-from runner.record.read import read_overrides
-from runner.record.writer import read_json
+from runner.record.read import read_json, read_overrides
 from runner.words import display_path
 
 

@@ -24,8 +24,8 @@ from runner.cli import main as erun_main
 from runner.errors import ConfigError
 from runner.plan import HealthPlan, JobPlan
 from runner.record import read as runlog
-from runner.record.read import Outcome
-from runner.report.timeline import COLOURS, SVG_NS
+from runner.record.model import Outcome
+from runner.report.chart import COLOURS, SVG_NS
 from runner.state import JobState
 
 pytestmark = pytest.mark.usefixtures("no_survivors")
@@ -276,8 +276,8 @@ def test_worker_text_in_the_page_is_escaped(erun: Erun) -> None:
     with (Path(plan.run_dir) / "events.jsonl").open("a") as log:
         log.write(json.dumps({"time": 2e9, "event": "note", "message": "<script>x</script> & \x07",
                               "decision": "stop"}) + "\n")
-    from runner.report import timeline
-    page = timeline.run_page(runlog.load_run_dir(plan.run_dir))
+    from runner.report.page import run_page
+    page = run_page(runlog.load_run_dir(plan.run_dir))
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt; &amp;" in page
     for svg in re.findall(r"<svg .*?</svg>", page, re.S):
         ET.fromstring(svg)

@@ -1,35 +1,24 @@
-"""The run timeline: an inline SVG in a self-contained HTML page (no scripts, no external assets).
+"""The run timeline as a chart: its model (rows of bars, markers, one time axis) and the inline SVG
+that draws it (no scripts, no external assets); runner.report.page puts it in a page.
 
 A run's chart has one row per rank and one bar per attempt, coloured by how the rank ended;
 a sweep's chart has one row per point and one bar per attempt. Restarts, watchdog verdicts,
 SIGKILLs after the grace and signals are vertical markers; every bar and marker carries a
 <title> (the browser's tooltip). Bars are `rect` elements with `data-outcome` (and data-rank,
 data-attempt, data-point), so tests and scripts can read the chart back as XML.
-All text from the record is escaped: a worker's stderr ends up in the page.
+All text from the record is escaped (`esc`): a worker's stderr may end up in the chart.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from runner.errors import ConfigError
-from runner.record.read import (
-    AttemptRecord,
-    Event,
-    FailureRecord,
-    MarkerKind,
-    Outcome,
-    RankSpan,
-    RunRecord,
-    SweepPoint,
-    SweepRecord,
-)
-from runner.state import JobState
-from runner.words import clock, date_clock, duration, plural
+from runner.record.model import AttemptRecord, Outcome, PointRecord, RunRecord, SweepRecord
+from runner.report.markers import MarkerKind, run_markers
+from runner.words import clock, duration
 
 SVG_NS = "http://www.w3.org/2000/svg"
 COLOURS: Mapping[Outcome, str] = {
@@ -45,14 +34,6 @@ MARKER_COLOURS: Mapping[MarkerKind, str] = {
     MarkerKind.KILL: "#57606a",
     MarkerKind.SIGNAL: "#1f2328",
 }
-JOB_STATE_OUTCOME: Mapping[JobState, Outcome] = {
-    JobState.SUCCEEDED: Outcome.SUCCEEDED,
-    JobState.FAILED: Outcome.FAILED,
-    JobState.INTERRUPTED: Outcome.STOPPED,
-    JobState.RUNNING: Outcome.RUNNING,
-}
-# The page shows this many of the last events (the file has them all).
-EVENTS_SHOWN = 200
 # XML 1.0 forbids most control characters; a worker may print them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
@@ -142,7 +123,7 @@ def run_chart(record: RunRecord) -> Chart:
             for rank in ranks]
     index = {rank: i for i, rank in enumerate(ranks)}
     markers = [ChartMarker(m.time, m.kind, m.label, dot_row=index.get(m.rank) if m.rank is not None else None)
-               for m in record.markers]
+               for m in run_markers(record)]
     return Chart(f"{record.name}: {record.state.value}", rows, markers, *_span(record.start, record.now))
 
 
@@ -174,7 +155,7 @@ def sweep_chart(record: SweepRecord) -> Chart:
     for i, point in enumerate(record.points):
         rows.append(_point_row(point))
         markers += [ChartMarker(m.time, m.kind, f"point {point.name}: {m.label}", i, i)
-                    for m in (point.run.markers if point.run else [])]
+                    for m in (run_markers(point.run) if point.run else [])]
     runs = record.runs
     starts = [r.start for r in runs if r.start is not None]
     t0 = min(starts, default=record.read_at)
@@ -182,7 +163,7 @@ def sweep_chart(record: SweepRecord) -> Chart:
     return Chart(f"sweep {record.sweep_dir.name}", rows, markers, *_span(t0, t1))
 
 
-def _point_row(point: SweepPoint) -> Row:
+def _point_row(point: PointRecord) -> Row:
     overrides = " ".join(point.overrides)
     label = f"{point.name}: {overrides}" if overrides else point.name
     run = point.run
@@ -192,7 +173,7 @@ def _point_row(point: SweepPoint) -> Row:
     return Row(label, bars, f"point {point.name}: {run.state.value}; {overrides or 'no overrides'}")
 
 
-def _attempt_bar(point: SweepPoint, run: RunRecord, attempt: AttemptRecord) -> Bar:
+def _attempt_bar(point: PointRecord, run: RunRecord, attempt: AttemptRecord) -> Bar:
     assert attempt.start is not None
     end = attempt.end if attempt.end is not None else run.now
     title = (f"point {point.name}, attempt {attempt.attempt}: {attempt.state}, {clock(attempt.start)} "
@@ -329,161 +310,3 @@ def _legend(chart: Chart, g: Geometry, height: int) -> list[str]:
 
 def _clip(text: str, most: int) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
-
-
-# -- the page --------------------------------------------------------------------------------
-
-
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px;
-       color: #1f2328; max-width: 1000px; }
-h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
-table { border-collapse: collapse; font-size: 13px; }
-td, th { border-bottom: 1px solid #d0d7de; padding: 4px 10px; text-align: left; vertical-align: top; }
-dl { display: grid; grid-template-columns: max-content auto; gap: 4px 16px; font-size: 14px; }
-dt { color: #57606a; } dd { margin: 0; }
-pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; }
-.state { font-weight: bold; color: white; padding: 1px 8px; border-radius: 10px; }
-.cause { border-left: 4px solid #cf222e; padding: 4px 12px; background: #fff5f5; }
-"""
-
-
-def page(title: str, body: Sequence[str]) -> str:
-    """A complete HTML document around `body` (already escaped)."""
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8"/>',
-        f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-        *body, "</body>", "</html>", "",
-    ])
-
-
-def run_page(record: RunRecord) -> str:
-    """The report page of one run: summary, root cause, timeline, attempts, failures, events."""
-    body = [
-        f"<h1>erun report: {esc(record.name)}</h1>",
-        _run_facts(record),
-        *_cause_section(record.root_cause),
-        "<h2>Timeline</h2>",
-        render_svg(run_chart(record)),
-        *_attempts_section(record),
-        *_failures_section(record),
-        *_events_section(record.events),
-    ]
-    return page(f"erun report: {record.name}", body)
-
-
-def sweep_page(record: SweepRecord) -> str:
-    """The report page of a sweep: one row per point, then each point's own timeline."""
-    body = [
-        f"<h1>erun report: sweep {esc(record.sweep_dir.name)}</h1>",
-        _dl([("sweep dir", esc(record.sweep_dir)), ("points", str(len(record.points)))]),
-        "<h2>Points</h2>",
-        render_svg(sweep_chart(record)),
-        _points_table(record),
-    ]
-    for point in record.points:
-        if point.run is not None and point.run.attempts:
-            body += [f"<h2>Point {esc(point.name)}: {esc(' '.join(point.overrides))}</h2>",
-                     render_svg(run_chart(point.run))]
-    return page(f"erun report: sweep {record.sweep_dir.name}", body)
-
-
-def write_page(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(None, f"cannot write {path}: {e.strerror}", "choose another --html PATH") from None
-
-
-def _state_badge(state: JobState) -> str:
-    colour = COLOURS[JOB_STATE_OUTCOME[state]]
-    return f'<span class="state" style="background:{colour}">{esc(state.value)}</span>'
-
-
-def _dl(items: Sequence[tuple[str, str]]) -> str:
-    return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
-
-
-def _run_facts(record: RunRecord) -> str:
-    state = _state_badge(record.state)
-    if record.exit_code is not None:
-        state += f" exit {esc(record.exit_code)}"
-    if record.signal:
-        state += f" ({esc(record.signal)})"
-    items = [("state", state), ("run dir", esc(record.run_dir)),
-             ("attempts", f"{len(record.attempts)} ({plural(record.restarts, 'restart')})"),
-             ("started", esc(date_clock(record.start)) if record.start else "-"),
-             ("elapsed", esc(duration(record.elapsed)) + ("" if record.finished else " (still running)"))]
-    if record.entrypoint:
-        items.append(("runs", f"<code>{esc(record.entrypoint)}</code>"))
-    if record.overrides:
-        items.append(("overrides", f"<code>{esc(' '.join(record.overrides))}</code>"))
-    return _dl(items)
-
-
-def _cause_section(cause: FailureRecord | None) -> list[str]:
-    if cause is None:
-        return []
-    parts = ['<div class="cause">', "<h2>Root cause</h2>",
-             f"<p>rank {cause.rank}, attempt {cause.attempt}, at {esc(clock(cause.time))}: "
-             f"{esc(cause.describe())}</p>"]
-    if cause.traceback:
-        parts.append(f"<pre>{esc(cause.traceback)}</pre>")
-    if cause.stderr_tail:
-        parts.append(f"<p>last {esc(plural(len(cause.stderr_tail), 'line'))} of its stderr:</p>")
-        parts.append(f"<pre>{esc(chr(10).join(cause.stderr_tail))}</pre>")
-    if cause.stderr_log:
-        parts.append(f"<p>stderr: <code>{esc(cause.stderr_log)}</code></p>")
-    parts.append("</div>")
-    return parts
-
-
-def _attempts_section(record: RunRecord) -> list[str]:
-    rows = [_attempt_row(record, a) for a in record.attempts]
-    return ["<h2>Attempts</h2>", "<table><tr><th>attempt</th><th>state</th><th>started</th>"
-            "<th>duration</th><th>port</th><th>ranks</th></tr>", *rows, "</table>"]
-
-
-def _attempt_row(record: RunRecord, attempt: AttemptRecord) -> str:
-    ranks = "<br/>".join(esc(f"rank {s.rank}: {_span_text(s)}") for s in attempt.ranks)
-    started = clock(attempt.start) if attempt.start else "-"
-    return (f"<tr><td>{attempt.attempt}</td><td>{esc(attempt.state)}</td><td>{esc(started)}</td>"
-            f"<td>{esc(duration(attempt.duration(record.now)))}</td>"
-            f"<td>{esc(attempt.master_port or '-')}</td>"
-            f"<td>{ranks}</td></tr>")
-
-
-def _span_text(span: RankSpan) -> str:
-    return f"{span.describe()}, pid {span.pid}" if span.pid else span.describe()
-
-
-def _failures_section(record: RunRecord) -> list[str]:
-    if not record.failures:
-        return []
-    rows = [f"<tr><td>{esc(clock(f.time))}</td><td>{f.attempt}</td><td>{f.rank}</td><td>{esc(f.reason)}</td>"
-            f"<td>{esc(f.describe())}</td></tr>" for f in record.failures]
-    return ["<h2>Failures</h2>", "<table><tr><th>time</th><th>attempt</th><th>rank</th><th>reason</th>"
-            "<th>what happened</th></tr>", *rows, "</table>"]
-
-
-def _events_section(events: Sequence[Event]) -> list[str]:
-    shown = events[-EVENTS_SHOWN:]
-    lines = "\n".join(f"{clock(e.time)}  {e.describe()}" for e in shown)
-    more = f" (the last {len(shown)} of {len(events)})" if len(shown) < len(events) else ""
-    return [f"<details><summary>Events{esc(more)}</summary>", f"<pre>{esc(lines)}</pre>", "</details>"]
-
-
-def _points_table(record: SweepRecord) -> str:
-    rows = []
-    for point in record.points:
-        run = point.run
-        state = _state_badge(run.state) if run else "not started"
-        attempts = str(len(run.attempts)) if run else "-"
-        took = duration(run.elapsed) if run else "-"
-        cause = run.root_cause if run else None
-        why = esc(f"rank {cause.rank}: {cause.describe()}") if cause else ""
-        rows.append(f"<tr><td>{esc(point.name)}</td><td><code>{esc(' '.join(point.overrides))}</code></td>"
-                    f"<td>{state}</td><td>{attempts}</td><td>{esc(took)}</td><td>{why}</td></tr>")
-    return ("<table><tr><th>point</th><th>overrides</th><th>state</th><th>attempts</th><th>elapsed</th>"
-            "<th>root cause</th></tr>" + "".join(rows) + "</table>")
