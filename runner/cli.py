@@ -10,13 +10,19 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.errors import ConfigError, ErunError, ExitStatus
 
+if TYPE_CHECKING:
+    from runner.plan import JobPlan
+
 
 def _run_plan(args: Sequence[str]) -> int:
-    """`erun run-plan PLAN.json [--run-dir DIR]`: run a compiled plan as is (no Hydra)."""
-    from runner.runtime.agent import run_plan_file
+    """`erun run-plan PLAN.json [--run-dir DIR]`: run a compiled plan as is (no Hydra), in its own
+    run directory or in DIR (a plan.json from an earlier run needs a new one)."""
+    from runner.runtime.agent import Agent
 
     args = list(args)
     run_dir = None
@@ -29,7 +35,27 @@ def _run_plan(args: Sequence[str]) -> int:
     if len(args) != 1:
         raise ConfigError(None, "usage: erun run-plan PLAN.json [--run-dir DIR]",
                           "give the plan file (a run directory's plan.json)")
-    return run_plan_file(args[0], run_dir)
+    return Agent(_load_plan(args[0], run_dir)).run().exit_code
+
+
+def _load_plan(path: str, run_dir: str | None) -> JobPlan:
+    """The plan in `path` (written by the compiler, or by hand), moved to `run_dir` if given."""
+    import dataclasses
+    import json
+    import uuid
+
+    from runner.plan import JobPlan
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(None, f"cannot read plan file {path}: {e.strerror}", "check the path") from None
+    except ValueError as e:
+        raise ConfigError(None, f"{path} is not JSON ({e})", "give a plan.json written by erun") from None
+    plan = JobPlan.from_dict(data)
+    if run_dir is not None:
+        plan = dataclasses.replace(plan, run_dir=run_dir, run_id=uuid.uuid4().hex)
+    return plan
 
 
 def _report(args: Sequence[str]) -> int:

@@ -63,18 +63,20 @@ class ErunLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from runner.errors import ErunError
-        from runner.sweep.launch import Sweep
+        from runner.sweep.launch import LaunchSettings, Sweep
         from runner.sweep.points import SweepSession
 
         if not isinstance(self.session, SweepSession):
             raise HydraException("hydra/launcher=erun runs erun's jobs only (use `erun -m ...`)")
-        assert self.config is not None
+        assert self.config is not None and self.hydra_context is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(os.path.abspath(str(self.config.hydra.sweep.dir)))
         made: list[Path] = []  # the point folders made so far, dropped again on an error
         try:
-            return Sweep(self, self.session, sweep_dir, made).launch(job_overrides, initial_job_idx)
+            settings = LaunchSettings(self.slots, self.pack, self.fail_fast, self.resume)
+            sweep = Sweep(settings, self.config, self.hydra_context, self.session, sweep_dir, made)
+            return sweep.launch(job_overrides, initial_job_idx)
         except ErunError as e:
             self.session.fail(e, [*made, sweep_dir])
             return []

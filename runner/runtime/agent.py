@@ -19,7 +19,6 @@ Job flow (one attempt after the other):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import selectors
 import signal
@@ -28,10 +27,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.errors import ConfigError, ExitStatus, LaunchError
+from runner.errors import ExitStatus, LaunchError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.record import writer as record
@@ -437,18 +435,3 @@ class Agent:
 
 def _earliest(*times: float | None) -> float | None:
     return min((t for t in times if t is not None), default=None)
-
-
-def run_plan_file(path: str, run_dir: str | None = None) -> int:
-    """`erun run-plan PLAN.json [--run-dir DIR]`: run a plan written by the compiler (or by hand),
-    in its own run directory or in DIR (a plan.json from an earlier run needs a new one)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise ConfigError(None, f"cannot read plan file {path}: {e.strerror}", "check the path") from None
-    except ValueError as e:
-        raise ConfigError(None, f"{path} is not JSON ({e})", "give a plan.json written by erun") from None
-    plan = JobPlan.from_dict(data)
-    if run_dir is not None:
-        plan = dataclasses.replace(plan, run_dir=run_dir, run_id=uuid.uuid4().hex)
-    return Agent(plan).run().exit_code

@@ -11,11 +11,12 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, run_job
+from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.devices import HostInfo
@@ -34,24 +35,29 @@ from runner.sweep.run import SweepRun
 from runner.sweep.slots import slot_pool, too_big
 from runner.words import display_path
 
-if TYPE_CHECKING:
-    from hydra_plugins.erun_launcher.erun_launcher import ErunLauncher
 
+@dataclass(frozen=True)
+class LaunchSettings:
+    """The launcher's keys (`hydra.launcher.*`), as values: what a sweep needs of the plugin."""
+
+    slots: int | None = None
+    pack: str = "auto"
+    fail_fast: bool = False
+    resume: bool = False
 
 
 class Sweep:
     """One launch: prepare every point (Hydra's config, erun's plan), then run them all."""
 
-    def __init__(self, launcher: ErunLauncher, session: SweepSession, sweep_dir: Path,
-                 made: list[Path]) -> None:
-        assert launcher.config is not None and launcher.hydra_context is not None
-        self.config, self.hydra_context = launcher.config, launcher.hydra_context
-        self.launcher, self.session, self.sweep_dir, self.made = launcher, session, sweep_dir, made
+    def __init__(self, settings: LaunchSettings, config: DictConfig, hydra_context: HydraContext,
+                 session: SweepSession, sweep_dir: Path, made: list[Path]) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.settings, self.session, self.sweep_dir, self.made = settings, session, sweep_dir, made
         self.context = session.sweep_context()
-        self.pool = slot_pool(HostInfo.detect(self.context.environ), launcher.slots, launcher.pack)
+        self.pool = slot_pool(HostInfo.detect(self.context.environ), settings.slots, settings.pack)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-        earlier = earlier_runs(self.sweep_dir) if self.launcher.resume else {}
+        earlier = earlier_runs(self.sweep_dir) if self.settings.resume else {}
         names = labels(job_overrides)
         points, returns = [], []
         for n, overrides in enumerate(job_overrides):
@@ -97,7 +103,7 @@ class Sweep:
         fresh = fresh_dir(natural)
         if fresh == natural:
             return
-        if not self.launcher.resume:
+        if not self.settings.resume:
             shown = display_path(natural, self.context.cwd)
             raise ConfigError("hydra.sweep.dir", f"{shown} already holds a run",
                               "add --resume to skip the points that succeeded and rerun the rest, "
@@ -118,7 +124,7 @@ class Sweep:
         print(f"erun: sweep of {len(points)} point(s) on {self.pool.describe()}: "
               f"{display_path(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
         results, signum = SweepRun(points, self.pool, self.context.environ, self.context.cwd,
-                                   self.launcher.fail_fast).run()
+                                   self.settings.fail_fast).run()
         status = exit_status(results, signum)
         summary = SweepSummary(self.sweep_dir, self.pool.describe(), results, status,
                                signal.Signals(signum).name if signum else None)
