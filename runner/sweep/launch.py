@@ -24,7 +24,6 @@ from runner.errors import COMMAND_LINE, ConfigError
 from runner.sweep.points import (
     SweepPoint,
     SweepSession,
-    SweepSummary,
     earlier_runs,
     exit_status,
     fresh_dir,
@@ -33,6 +32,7 @@ from runner.sweep.points import (
 )
 from runner.sweep.run import SweepRun
 from runner.sweep.slots import slot_pool, too_big
+from runner.sweep.summary import SweepSummary
 from runner.words import display_path
 
 

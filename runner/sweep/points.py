@@ -1,15 +1,9 @@
-"""Sweeps: the points of a multirun, how they are named and resumed, and the sweep's summary.
+"""The points of a sweep: what each is, how it is named, how it ended, and how a resumed sweep
+finds the points that already succeeded.
 
 erun's Hydra launcher (`hydra_plugins/erun_launcher`) composes and compiles every point first
 (`PreparedPoint`), then `runner.sweep.run` runs them side by side on the node's slots. This
-module is the data and the files, no processes:
-
-    sweep_dir/multirun.yaml        Hydra's sweep config
-    sweep_dir/N/                   point N's run directory (a full erun run: .hydra/, job.yaml,
-                                   plan.json, events.jsonl, summary.json, attempt_*/, console.log)
-    sweep_dir/N_retry1/            point N run again by --resume (the failed run's N/ stays as is)
-    sweep_dir/sweep.json           one row per point: state, restarts, start, end, slots, run dir
-    sweep_dir/sweep.md             the same as a Markdown table
+module is data, no processes; the sweep directory's files are `runner.paths.SweepPaths`.
 
 A point is identified by its overrides (as Hydra records them in .hydra/overrides.yaml), not by
 its number, so a resumed sweep finds its points even when their order changed.
@@ -18,9 +12,8 @@ its number, so a resumed sweep finds its points even when their order changed.
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,7 +23,6 @@ from runner.overrides import override_key
 from runner.paths import RunPaths, SweepPaths
 from runner.plan import JobPlan
 from runner.record.read import read_json, read_overrides
-from runner.words import display_path
 
 
 class PointState(str, enum.Enum):
@@ -216,58 +208,3 @@ def outcome_of(result: PointResult) -> None:
     if result.point.prepared is None:  # skipped: its times are the earlier run's
         attempts = summary.get("per_attempt") or [{}]
         result.start, result.end = attempts[0].get("start"), attempts[-1].get("end")
-
-
-# -- the summary -----------------------------------------------------------------------------
-
-
-@dataclass
-class SweepSummary:
-    sweep_dir: Path
-    slots: str
-    results: list[PointResult]
-    exit_status: int
-    signal: str | None = None
-    written_at: float = field(default_factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sweep_dir": str(self.sweep_dir), "slots": self.slots, "exit_status": self.exit_status,
-                "signal": self.signal, "written_at": self.written_at,
-                "points": [r.to_dict() for r in self.results]}
-
-    def rows(self, cwd: Path) -> list[list[str]]:
-        header = ["point", "overrides", "state", "restarts", "duration", "slots", "run dir"]
-        body = [[str(r.point.index), r.point.label, r.state.value + (f" ({r.note})" if r.note else ""),
-                 "-" if r.restarts is None else str(r.restarts),
-                 "-" if r.duration is None else f"{r.duration:.1f} s",
-                 ",".join(r.slots) or "-", display_path(r.point.run_dir, cwd)] for r in self.results]
-        return [header, *body]
-
-    def table(self, cwd: Path) -> str:
-        rows = self.rows(cwd)
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                         for row in rows)
-
-    def markdown(self, cwd: Path) -> str:
-        rows = self.rows(cwd)
-        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows[1:]]
-        return "\n".join(lines) + "\n"
-
-    def headline(self) -> str:
-        counts: dict[str, int] = {}
-        for r in self.results:
-            counts[r.state.value.lower()] = counts.get(r.state.value.lower(), 0) + 1
-        how = ", ".join(f"{n} {state}" for state, n in counts.items())
-        stopped = f"; stopped by {self.signal}" if self.signal else ""
-        return f"erun: sweep of {len(self.results)} point(s) on {self.slots}: {how}{stopped}"
-
-    def write(self, cwd: Path) -> None:
-        from runner.record.writer import write_json
-
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        paths = SweepPaths(self.sweep_dir)
-        write_json(paths.summary_json, self.to_dict())
-        paths.summary_md.write_text(f"{self.headline()}\n\n{self.markdown(cwd)}")
-

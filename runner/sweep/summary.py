@@ -1,0 +1,65 @@
+"""A sweep's summary: one row per point (state, restarts, duration, slots, run dir), written as
+sweep.json and sweep.md in the sweep directory and printed as a table when the sweep ends."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.paths import SweepPaths
+from runner.sweep.points import PointResult
+from runner.words import display_path
+
+
+@dataclass
+class SweepSummary:
+    sweep_dir: Path
+    slots: str
+    results: list[PointResult]
+    exit_status: int
+    signal: str | None = None
+    written_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sweep_dir": str(self.sweep_dir), "slots": self.slots, "exit_status": self.exit_status,
+                "signal": self.signal, "written_at": self.written_at,
+                "points": [r.to_dict() for r in self.results]}
+
+    def rows(self, cwd: Path) -> list[list[str]]:
+        header = ["point", "overrides", "state", "restarts", "duration", "slots", "run dir"]
+        body = [[str(r.point.index), r.point.label, r.state.value + (f" ({r.note})" if r.note else ""),
+                 "-" if r.restarts is None else str(r.restarts),
+                 "-" if r.duration is None else f"{r.duration:.1f} s",
+                 ",".join(r.slots) or "-", display_path(r.point.run_dir, cwd)] for r in self.results]
+        return [header, *body]
+
+    def table(self, cwd: Path) -> str:
+        rows = self.rows(cwd)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                         for row in rows)
+
+    def markdown(self, cwd: Path) -> str:
+        rows = self.rows(cwd)
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows[1:]]
+        return "\n".join(lines) + "\n"
+
+    def headline(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.state.value.lower()] = counts.get(r.state.value.lower(), 0) + 1
+        how = ", ".join(f"{n} {state}" for state, n in counts.items())
+        stopped = f"; stopped by {self.signal}" if self.signal else ""
+        return f"erun: sweep of {len(self.results)} point(s) on {self.slots}: {how}{stopped}"
+
+    def write(self, cwd: Path) -> None:
+        from runner.record.writer import write_json
+
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        paths = SweepPaths(self.sweep_dir)
+        write_json(paths.summary_json, self.to_dict())
+        paths.summary_md.write_text(f"{self.headline()}\n\n{self.markdown(cwd)}")
+
