@@ -104,20 +104,32 @@ def run_script(argv: list[str]) -> None:
     """As `python script args`: sys.path[0] is the script's folder, `__main__` a fresh module."""
     path = argv[0]
     sys.argv = argv
-    if not os.path.isfile(path):  # a folder or zip file with __main__.py, run as Python does
+    # A folder or zip file with __main__.py (a .py file is taken as source without the zip check).
+    if os.path.isdir(path) or (os.path.isfile(path) and not path.endswith(".py") and _is_zip(path)):
         add_path(path)
         fresh_main()
         runpy._run_module_as_main("__main__", alter_argv=False)  # type: ignore[attr-defined]
         return
-    full = os.path.abspath(path)
+    full = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)  # not normalised: as Python
+    try:
+        with open(full, "rb") as f:
+            source = f.read()
+    except OSError as e:  # the interpreter's own words and status for a script it cannot open
+        print(f"{sys.orig_argv[0]}: can't open file {full!r}: [Errno {e.errno}] {e.strerror}",
+              file=sys.stderr)
+        sys.exit(2)
     add_path(os.path.dirname(os.path.realpath(full)))
     main = fresh_main()
     main.__dict__.update(__file__=full, __cached__=None,
                          __loader__=importlib.machinery.SourceFileLoader("__main__", full))
-    with open(full, "rb") as f:
-        # dont_inherit: the user's own `from __future__` lines only, none of this file's.
-        code = compile(f.read(), full, "exec", dont_inherit=True)
-    exec(code, main.__dict__)
+    # dont_inherit: the user's own `from __future__` lines only, none of this file's.
+    exec(compile(source, full, "exec", dont_inherit=True), main.__dict__)
+
+
+def _is_zip(path: str) -> bool:
+    import zipfile
+
+    return zipfile.is_zipfile(path)
 
 
 def user_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +99,32 @@ def test_a_warm_attempt_sees_what_a_cold_one_sees(erun: Erun, no_survivors: str,
 def test_a_warm_worker_ends_as_python_would(erun: Erun, no_survivors: str, end: str, exit: ExitInfo,
                                              text: str) -> None:
     plan = probe_plan(erun, False, end, "light", modules=("tomllib",))
+    written = f"{WORKERS}/../workers/probe.py"  # not normalised, in __file__ and tracebacks alike
+    plan = dataclasses.replace(plan, entrypoint=dataclasses.replace(plan.entrypoint, target=written))
     result = erun.run(plan)
     assert [[w.exit for w in a.workers] for a in result.attempts] == [[exit], [exit]]
+    cold, warm = (json.loads((erun.markers / f"probe_a{a}_r0.json").read_text()) for a in (0, 1))
+    assert warm["main"] == cold["main"] and cold["main"]["__file__"] == repr(written)
     stderr = [(Path(plan.run_dir) / f"attempt_{a}" / "rank_0" / "stderr.log").read_text() for a in (0, 1)]
     assert stderr[1] == stderr[0] and stderr[0].startswith(text)
     assert "spare.py" not in stderr[1]
+
+
+def test_a_script_path_is_kept_as_written_and_a_missing_one_fails_as_python_says(
+        erun: Erun, no_survivors: str, tmp_path: Path) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for name in ("probe.py", "_common.py"):
+        shutil.copy(WORKERS / name, folder / name)
+    written = f"{folder}/../w/probe.py"  # Python keeps `..` in __file__ and in its messages
+    plan = probe_plan(erun, False, "vanish", "light", modules=("tomllib",))
+    plan = dataclasses.replace(plan, entrypoint=dataclasses.replace(plan.entrypoint, target=written))
+    result = erun.run(plan)
+    assert [[w.exit for w in a.workers] for a in result.attempts] == [[ExitInfo(1)], [ExitInfo(2)]]
+    assert json.loads((erun.markers / "probe_a0_r0.json").read_text())["main"]["__file__"] == repr(written)
+    warm = (Path(plan.run_dir) / "attempt_1" / "rank_0" / "stderr.log").read_text()
+    cold = subprocess.run([sys.executable, "-u", written], capture_output=True, text=True, timeout=60)
+    assert (cold.returncode, cold.stderr) == (2, warm)
 
 
 def assert_the_documented_differences(cold: dict[str, Any], warm: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """probe.py OUT_DIR [END [light]]: record what a worker sees, then end by END, uncaught.
 
 END: `interrupt` (the default: KeyboardInterrupt), `exit-text` (sys.exit with a message),
-`exit-3` (sys.exit(3)), `base` (a BaseException subclass of the script's own). `light` skips
+`exit-3` (sys.exit(3)), `base` (a BaseException subclass of the script's own), `vanish`
+(attempt 0 deletes this file: run a copy; later attempts cannot open it). `light` skips
 importing torch (for tests about the ending only).
 
 Run on a cold and a warm attempt of the same job (tests/test_spare_semantics.py), it writes
@@ -101,6 +102,9 @@ def end(how: str) -> None:
         sys.exit("probe: stopping with a message")  # printed on stderr, exit status 1
     if how == "exit-3":
         sys.exit(3)
+    if how == "vanish":
+        os.remove(__file__)
+        sys.exit(1)
     if how == "base":
         raise Stop("nobody catches this")
     raise KeyboardInterrupt  # a ^C that nobody handles: the interpreter reports it and dies by SIGINT
