@@ -6,7 +6,9 @@ fills a `SparePool`: one spare per local rank (`runner/spare.py`, run by path wi
 interpreter), spawned by `runner.processes` exactly like a worker (its own session,
 PR_SET_PDEATHSIG, the job token, stdout/stderr pipes) with the environment the rank will have
 in the next attempt, so that anything read at import time sees the same values. Each spare
-imports `restart.prewarm.modules` and blocks on a pipe.
+imports `restart.prewarm.modules` and blocks on a pipe. Opt-in: with no modules (the default)
+there are no spares, since a warm worker is not exactly a fresh interpreter (README.md,
+"Warm restarts", lists what differs).
 
 When the next attempt starts, `take` hands the rank to its spare: the agent writes the rank's
 argv, full environment and cwd to the pipe, and the spare becomes the worker (same process,
