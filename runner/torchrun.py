@@ -349,12 +349,24 @@ def main(args: Sequence[str]) -> int:
         path = Path(folder) / f"{job_file_stem(job['name'])}.yaml"
         path.write_text(render(job))
         dry = [f"--dry-run={opts.dry_run}"] if opts.dry_run else []
+        record = record_dir(opts)
         try:
-            return app_main([f"+job={path}", *dry])
+            return app_main([f"+job={path}", *[f"hydra.run.dir={record}"] * bool(record), *dry])
         except ConfigError as e:
+            if record and not os.listdir(record):  # refused before it started: leave nothing
+                os.rmdir(record)
             if e.source is None or folder not in e.source:
                 raise
             raise as_flag_error(e, folder) from None
+
+
+def record_dir(opts: argparse.Namespace) -> str:
+    """Without --log-dir, torchrun writes nothing where it runs (its logs go to a temporary
+    folder): so erun's run record goes to a new temporary folder too, which erun's last line
+    names ("run dir ..."). "": --log-dir says where, or a dry run writes nothing."""
+    if opts.log_dir or opts.dry_run:
+        return ""
+    return tempfile.mkdtemp(prefix="erun-torchrun-run-")
 
 
 def as_flag_error(e: ConfigError, folder: str) -> ConfigError:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import WORKERS, subprocess_env
 
-pytestmark = pytest.mark.usefixtures("no_survivors")
+pytestmark = pytest.mark.usefixtures("no_survivors", "private_tmpdir")
 
 PY, SH = str(WORKERS / "touch_rank.py"), str(WORKERS / "touch_rank.sh")
 LAUNCHERS = {"torchrun": [sys.executable, "-m", "torch.distributed.run"],

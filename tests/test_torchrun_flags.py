@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from erun_cli import erun
 
 from runner.torchrun import job_file_stem, parser
 
-pytestmark = pytest.mark.usefixtures("no_survivors")
+pytestmark = pytest.mark.usefixtures("no_survivors", "private_tmpdir")
 
 # As torch's launcher test's bin/test_script.sh: each rank touches a file named after its rank.
 TOUCH = '#!/bin/bash\ntouch "$1/$RANK"\n'
@@ -165,3 +166,17 @@ def test_bad_pet_values_name_the_variable(tmp_path: Path) -> None:
     assert "--max-restarts" in one_line_error(bad_int)
 
 
+
+
+def test_without_log_dir_nothing_is_written_where_it_runs(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("print('ok')\n")
+    result = erun(["torchrun", "--nproc-per-node=2", "t.py"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.py"]
+    record = Path(re.findall(r"run dir (\S+)", result.stderr)[-1])
+    try:
+        assert record.name.startswith("erun-torchrun-run-") and (record / "attempt_0" / "rank_1").is_dir()
+    finally:
+        shutil.rmtree(record)
+    refused = erun(["torchrun", "--role", "", "t.py"], tmp_path)  # refused: no empty folder left either
+    assert refused.returncode == 2 and "erun-torchrun-run-" not in refused.stderr
