@@ -203,7 +203,7 @@ def _nodes(opts: argparse.Namespace) -> dict[str, Any]:
     if not re.fullmatch(r"\d+(:\d+)?", opts.nnodes) or opts.nnodes.split(":")[0] == "0":
         raise ConfigError("--nnodes", f"is `{opts.nnodes}`", "use a number of nodes, or MIN:MAX")
     nnodes = _int_or_text(opts.nnodes)
-    if opts.standalone or (nnodes == 1 and not opts.rdzv_endpoint and opts.rdzv_backend in (None, "static")):
+    if _one_node(opts):
         out: dict[str, Any] = {}
         if opts.master_addr:
             out["master_addr"] = opts.master_addr
@@ -223,6 +223,12 @@ def _nodes(opts: argparse.Namespace) -> dict[str, Any]:
     if opts.node_rank is not None:
         out["node_rank"] = opts.node_rank
     return out
+
+
+def _one_node(opts: argparse.Namespace) -> bool:
+    """A single-node job: erun then needs no rendezvous at all (torchrun's --standalone)."""
+    return bool(opts.standalone) or (_int_or_text(opts.nnodes) == 1 and not opts.rdzv_endpoint
+                                     and opts.rdzv_backend in (None, "static"))
 
 
 def _settings(text: str) -> dict[str, Any]:
@@ -295,7 +301,7 @@ def notes(opts: argparse.Namespace) -> list[str]:
     if opts.signals_to_handle != TORCHRUN_SIGNALS and unhandled:
         out.append(f"--signals-to-handle: erun does not handle {', '.join(unhandled)} (it stops the job "
                    "on SIGINT, SIGTERM, SIGHUP and forwards SIGUSR1, SIGUSR2 to the workers)")
-    if opts.local_addr and _int_or_text(opts.nnodes) == 1 and not opts.rdzv_endpoint:
+    if opts.local_addr and _one_node(opts):
         out.append("--local-addr ignored (one node: no rendezvous to announce it to)")
     if opts.virtual_local_rank:
         out.append("--virtual-local-rank: each worker sees one GPU (isolate_gpus), as device 0; "
