@@ -49,7 +49,8 @@ def test_spares_are_off_unless_asked_for(tmp_path: Path, overrides: list[str], m
 
 # What the probe must see identically, cold or warm.
 SAME = ("main_at_start", "main", "annotations", "class_annotations", "type_hints", "argv", "orig_argv",
-        "path", "flags", "excepthook", "signals", "gc", "recursion", "filters_after_import")
+        "path", "flags", "excepthook", "signals", "gc", "recursion", "filters_after_import", "import_system",
+        "cwd", "umask", "stdio")
 
 
 def probe_plan(erun: Erun, as_module: bool, *args: str, modules: tuple[str, ...] = ("torch",)) -> JobPlan:

@@ -72,6 +72,10 @@ def record(out: str) -> None:
         "filters_at_start": FILTERS_AT_START, "excepthook": sys.excepthook is sys.__excepthook__,
         "signals": {s.name: repr(signal.getsignal(s)) for s in SIGNALS},
         "gc": [gc.isenabled(), gc.get_threshold()], "recursion": sys.getrecursionlimit(),
+        "import_system": [getattr(f, "__qualname__", type(f).__name__)
+                          for f in [*sys.path_hooks, *sys.meta_path]],
+        "cwd": os.getcwd(), "umask": os.umask(os.umask(0)),
+        "stdio": [repr(f) for f in (sys.stdin, sys.stdout, sys.stderr)],
         **(torch_seen() if "light" not in sys.argv[3:] else {}),
     }
     path = Path(out) / f"probe_a{attempt()}_r{rank()}.json"
