@@ -129,9 +129,10 @@ class ExitRule:
 class PrewarmPlan:
     """Warm spares (`runner.runtime.spares`): while an attempt runs, one interpreter per local rank starts
     `after_s` after it, imports `modules` and waits; a restart hands each rank to its spare, so
-    the next attempt skips the interpreter start and those imports. No modules: no spares."""
+    the next attempt skips the interpreter start and those imports. No modules (the default:
+    spares are opt-in, a warm worker is not quite a fresh interpreter): no spares."""
 
-    modules: tuple[str, ...] = ("torch",)
+    modules: tuple[str, ...] = ()
     after_s: float = 2.0
 
     def __post_init__(self) -> None:
