@@ -79,6 +79,8 @@ class Agent:
         self.environ = dict(os.environ if environ is None else environ)
         self.token = uuid.uuid4().hex
         self.history: list[AttemptResult] = []
+        # Running counts over `history`: each restart decision is O(1), however long the job.
+        self._ledger = restart.RestartLedger(plan.restart)
         self._selector = selectors.DefaultSelector()
         self._inbox = SignalInbox()
         self._paths: RunPaths | None = None
@@ -162,7 +164,7 @@ class Agent:
             restart_count, spent = restart_count + 1, decision.spent
 
     def _decide(self, outcome: AttemptOutcome, spent: int = 0) -> restart.RestartDecision:
-        decision = restart.decide(self.plan.restart, self.history, shared_spent=spent)
+        decision = restart.decide(self.plan.restart, self.history, shared_spent=spent, ledger=self._ledger)
         cause = report.root_cause(outcome.result.failures)
         what = "the group failed"
         if cause is not None:
