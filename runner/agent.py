@@ -117,6 +117,8 @@ class Agent:
         self._inbox.install()
         self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
         self._guard = OrphanGuard(self.token)
+        self._selector.register(self._guard.fileno(), selectors.EVENT_READ, self._guard)
+        self._event("guard", pid=self._guard.pid)
         if file_timers_enabled(self.plan, self.environ):
             self._timers = FileTimerServer(self._paths.timer_fifo)
             self._selector.register(self._timers.fileno(), selectors.EVENT_READ, self._timers)
@@ -189,6 +191,8 @@ class Agent:
                         return stop
                 elif isinstance(key.data, FileTimerServer):
                     key.data.read()
+                elif isinstance(key.data, OrphanGuard):
+                    self._replace_guard(key.data)
         return None
 
     def _interrupted(self, signum: int) -> RunResult:
@@ -381,9 +385,22 @@ class Agent:
                     self._selector.unregister(key.fd)
             elif isinstance(key.data, FileTimerServer):
                 key.data.read()
+            elif isinstance(key.data, OrphanGuard):
+                self._replace_guard(key.data)
             else:
                 self._on_exit(group, key.data, stopping)
         return signums
+
+    def _replace_guard(self, guard: OrphanGuard) -> None:
+        """The orphan guard died (its pidfd is readable): start another at once and tell it
+        every worker group, or a SIGKILLed agent would leave the workers' children behind."""
+        self._selector.unregister(guard.fileno())
+        dead = guard.pid
+        status = guard.replace()
+        self._selector.register(guard.fileno(), selectors.EVENT_READ, guard)
+        how = _describe_wait_status(status)
+        self._note(f"the orphan guard (pid {dead}) died ({how}); started a new one (pid {guard.pid}) "
+                   f"watching {len(guard.groups)} process group(s)", pid=guard.pid, dead_pid=dead)
 
     def _on_exit(self, group: WorkerGroup, worker: Worker, stopping: bool) -> None:
         group.on_exit(worker, stopping)
@@ -429,6 +446,16 @@ class Agent:
     def _note(self, message: str, **fields: object) -> None:
         if self._events is not None:
             self._events.note(message, **fields)
+
+
+def _describe_wait_status(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def _earliest(*times: float | None) -> float | None:

@@ -17,33 +17,73 @@ from runner import processes
 
 
 class OrphanGuard:
-    """The agent's side of the guard: `watch(pgid)` per worker, `close()` at the end."""
+    """The agent's side of the guard: `watch(pgid)` per worker, `close()` at the end.
+
+    `fileno()` is a pidfd of the guard, readable the moment it dies (a stray `kill -9`, the
+    OOM killer): the agent watches it and calls `replace()`, so the job is never unguarded for
+    longer than one turn of its loop. Writes to a dead guard are dropped, never raised: the
+    replacement is told every group that still exists."""
 
     def __init__(self, token: str) -> None:
+        self.token = token
+        self.groups: set[int] = set()
+        self._start()
+
+    def _start(self) -> None:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the guard
             os.close(write_fd)
-            _guard_main(read_fd, token)  # never returns
+            _guard_main(read_fd, self.token)  # never returns
         os.close(read_fd)
         os.set_inheritable(write_fd, False)
         self.pid = pid
+        self.pidfd = os.pidfd_open(pid)
         self._write_fd: int | None = write_fd
 
+    def fileno(self) -> int:
+        return self.pidfd
+
     def watch(self, pgid: int) -> None:
-        if self._write_fd is not None:
-            os.write(self._write_fd, f"{pgid}\n".encode())
+        self.groups.add(pgid)
+        self._tell([pgid])
+
+    def replace(self) -> int:
+        """After the guard died: reap it, start a new one, tell it every group still alive.
+        Returns the dead guard's wait status."""
+        status = self._reap()
+        self._close_fds()
+        self.groups = {g for g in self.groups if processes.signal_group(g, 0)}
+        self._start()
+        self._tell(sorted(self.groups))
+        return status
 
     def close(self) -> None:
         """Release the guard: it sweeps whatever is left, then exits. Reaps it."""
         if self._write_fd is None:
             return
-        os.close(self._write_fd)
-        self._write_fd = None
+        self._close_fds()
+        self._reap()
+
+    def _tell(self, pgids: list[int]) -> None:
+        data = b"".join(f"{pgid}\n".encode() for pgid in pgids)
+        while data and self._write_fd is not None:
+            try:
+                data = data[os.write(self._write_fd, data):]
+            except BrokenPipeError:  # it died: its pidfd says so, and replace() retells all
+                return
+
+    def _reap(self) -> int:
         try:
-            os.waitpid(self.pid, 0)
+            return os.waitpid(self.pid, 0)[1]
         except ChildProcessError:
-            pass
+            return 0
+
+    def _close_fds(self) -> None:
+        for fd in (self._write_fd, self.pidfd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self._write_fd, self.pidfd = None, -1
 
 
 def _guard_main(read_fd: int, token: str) -> None:
@@ -78,4 +118,12 @@ def _close_other_fds(keep: int) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.closerange(3, keep)
-    os.closerange(keep + 1, 4096)
+    # Past the soft limit too: the agent may have raised it for many workers.
+    os.closerange(keep + 1, max(4096, _fd_limit()))
+
+
+def _fd_limit() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (ValueError, OSError):
+        return 4096
