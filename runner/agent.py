@@ -344,6 +344,10 @@ class Agent:
             self._event("stop", attempt=group.attempt, signal=signal.Signals(signum).name,
                         ranks=[w.rank for w in running], grace_s=grace_s)
             group.signal(signum)
+            if signum != signal.SIGKILL:
+                # A stopped (SIGSTOP, SIGTSTP) worker cannot run its handler until continued:
+                # continue it right after, as systemd does.
+                group.signal(signal.SIGCONT)
             began = time.monotonic()
             self._wait_until_ended(group, began + grace_s)
             waited = time.monotonic() - began

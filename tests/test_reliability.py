@@ -89,3 +89,22 @@ def test_a_broken_pipe_other_than_stdout_is_not_taken_for_a_closed_stdout(
         for fd in (saved, write_fd, read_fd):
             if fd >= 0:
                 os.close(fd)
+
+
+def test_a_stopped_worker_is_continued_so_it_runs_its_sigterm_handler(erun: Erun, no_survivors: str) -> None:
+    agent = erun.start(erun.plan("trap_sigusr1.py", erun.markers, "SIGTERM", nproc=1, grace_s=30.0))
+    wait_for_markers(erun.markers, 1)
+    worker = _marker_pid(erun.markers, 0, 0)
+    os.kill(worker, signal.SIGSTOP)
+    wait_for(lambda: _state(worker) == "T", what="the worker to be stopped")
+    agent.popen.send_signal(signal.SIGTERM)
+    code, out, err = agent.finish()
+    assert code == 128 + signal.SIGTERM, err
+    assert (erun.markers / "got_a0_r0").exists(), "the stopped worker never ran its handler"
+    assert "got SIGTERM" in out
+    assert not _notes(agent.run_dir, "sending SIGKILL")
+
+
+def _state(pid: int) -> str:
+    """The process's state letter in /proc (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
