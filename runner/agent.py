@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner import record, report, restart
+from runner import processes, record, report, restart
 from runner.console import Console, wants_panel
 from runner.env import AttemptContext, file_timers_enabled, omp_default
 from runner.errors import ConfigError, ExitStatus, LaunchError
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from runner.panel import PanelSampler
 
 PANEL_INTERVAL_S = 1.0
+MAX_SELECT_S = 3600.0
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Agent:
     def _supervised_run(self) -> RunResult:
         """Handlers and the guard exist before the first worker does, and outlive the last."""
         assert self._paths is not None
+        processes.raise_fd_limit()  # five descriptors a worker: 200 workers pass `ulimit -n 256`
         self._inbox.install()
         self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
         self._guard = OrphanGuard(self.token)
@@ -183,7 +185,7 @@ class Agent:
         """Back off before the next attempt; a stop signal ends the wait (and the job)."""
         deadline = time.monotonic() + delay_s
         while time.monotonic() < deadline:
-            for key, _ in self._selector.select(max(0.0, deadline - time.monotonic())):
+            for key, _ in self._selector.select(_select_timeout(deadline)):
                 if key.data is None:
                     stop = next((s for s in self._inbox.drain() if s in STOP_SIGNALS), None)
                     if stop is not None:
@@ -379,7 +381,7 @@ class Agent:
 
     def _wait(self, group: WorkerGroup, deadline: float | None, stopping: bool) -> list[int]:
         """One turn of the loop: pump output, note exits. Returns the signals received."""
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        timeout = None if deadline is None else _select_timeout(deadline)
         signums: list[int] = []
         for key, _ in self._selector.select(timeout):
             if key.data is None:
@@ -460,6 +462,12 @@ def _describe_wait_status(status: int) -> str:
         return f"killed by {signal.Signals(-code).name}"
     except ValueError:
         return f"killed by signal {-code}"
+
+
+def _select_timeout(deadline: float) -> float:
+    """Seconds until `deadline`, at most MAX_SELECT_S: epoll rejects a timeout over ~24 days,
+    and every caller loops until its deadline anyway."""
+    return min(MAX_SELECT_S, max(0.0, deadline - time.monotonic()))
 
 
 def _earliest(*times: float | None) -> float | None:

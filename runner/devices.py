@@ -15,8 +15,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from runner.processes import Capacity, worker_capacity
 
 FAKE_GPU_VAR = "ERUN_FAKE_GPU_COUNT"
 DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
@@ -29,6 +31,8 @@ class HostInfo:
     cpus: int
     gpus: tuple[str, ...]
     gpu_source: str  # how the GPUs were found, for error messages
+    # How many workers an agent can hold here (open-file and pid limits).
+    capacity: Capacity = field(default_factory=worker_capacity)
 
     @classmethod
     def detect(cls, environ: Mapping[str, str]) -> HostInfo:

@@ -17,6 +17,7 @@ Exits are noticed through a pidfd (readable when the process ends): no polling.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -30,15 +31,80 @@ _PR_SET_PDEATHSIG = 1
 # sleep may never go): stopping a worker or a spare is always bounded in time.
 KILL_WAIT_S = 5.0
 SETPRIV = shutil.which("setpriv")
+PRLIMIT = shutil.which("prlimit")
+# Descriptors the agent holds per worker (two pipes, a pidfd, two log files), and for itself.
+FDS_PER_WORKER = 5
+FDS_RESERVED = 64
+# The open-file limits the agent started with, when `raise_fd_limit` changed them: workers get
+# these back, so user code sees the limits it would have seen without erun.
+_saved_nofile: tuple[int, int] | None = None
 
 
-def _die_with_parent(parent_pid: int) -> None:
+@dataclass(frozen=True)
+class Capacity:
+    """How many workers one agent can hold on this machine, and what bounds it, in words."""
+
+    workers: int
+    bound: str
+
+
+def worker_capacity() -> Capacity:
+    """The open-file hard limit (the agent raises its soft limit to it) and the pids the
+    kernel can still hand out bound the workers of one agent; the smaller bound wins."""
+    hard = _nofile_ceiling()
+    pid_max = _read_int("/proc/sys/kernel/pid_max", 32768)
+    running = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    bounds = [
+        Capacity(max(1, (hard - FDS_RESERVED) // FDS_PER_WORKER),
+                 f"the open-file limit is {hard} (ulimit -Hn), {FDS_PER_WORKER} per worker"),
+        Capacity(max(1, pid_max - running), f"pid_max is {pid_max}, {running} processes running"),
+    ]
+    soft_nproc, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft_nproc != resource.RLIM_INFINITY and os.geteuid() != 0:  # root is not held to it
+        bounds.append(Capacity(max(1, soft_nproc - running),
+                               f"the process limit is {soft_nproc} (ulimit -u)"))
+    return min(bounds, key=lambda c: c.workers)
+
+
+def raise_fd_limit() -> None:
+    """Raise the open-file soft limit to the hard limit: many workers need many descriptors
+    here. Workers still start with the original limits (see `spawn`)."""
+    global _saved_nofile
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _nofile_ceiling()
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):  # not allowed here: the capacity check already used the hard limit
+        return
+    _saved_nofile = _saved_nofile or (soft, hard)
+
+
+def _nofile_ceiling() -> int:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return _read_int("/proc/sys/fs/nr_open", 1 << 20)
+    return hard
+
+
+def _read_int(path: str, default: int) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return default
+
+
+def _die_with_parent(parent_pid: int, nofile: tuple[int, int] | None = None) -> None:
     """Runs in the child between fork and exec (single-threaded agent: safe)."""
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the agent died before prctl took effect
         os._exit(1)
+    if nofile is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
 
 def _findable(program: str, env: Mapping[str, str], cwd: str | None) -> bool:
@@ -80,9 +146,13 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
     err_r, err_w = os.pipe()
     parent = os.getpid()
     command: list[str] = list(argv)
-    preexec: Callable[[], None] | None = lambda: _die_with_parent(parent)  # noqa: E731
-    if SETPRIV is not None and argv and _findable(argv[0], env, cwd):
+    nofile = _saved_nofile
+    preexec: Callable[[], None] | None = lambda: _die_with_parent(parent, nofile)  # noqa: E731
+    vfork_ok = nofile is None or PRLIMIT is not None
+    if SETPRIV is not None and argv and _findable(argv[0], env, cwd) and vfork_ok:
         command, preexec = [SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
+        if nofile is not None:  # the worker's open-file limits as they were before erun raised them
+            command = [str(PRLIMIT), f"--nofile={nofile[0]}:{nofile[1]}", "--", *command]
     try:
         popen = subprocess.Popen(
             command, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
