@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from runner import processes, record, report, restart
 from runner.console import Console, wants_panel
+from runner.containment import Containment
 from runner.env import AttemptContext, file_timers_enabled, omp_default
 from runner.errors import ConfigError, ExitStatus, LaunchError
 from runner.filetimer import FileTimerServer
@@ -87,6 +88,7 @@ class Agent:
         self._paths: RunPaths | None = None
         self._events: record.EventLog | None = None
         self._guard: OrphanGuard | None = None
+        self._containment: Containment | None = None
         self._timers: FileTimerServer | None = None
         # A stop signal that arrived while a failed group was being stopped: it ends the job.
         self._interrupt: int | None = None
@@ -118,9 +120,10 @@ class Agent:
         processes.raise_fd_limit()  # five descriptors a worker: 200 workers pass `ulimit -n 256`
         self._inbox.install()
         self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
-        self._guard = OrphanGuard(self.token)
+        self._guard = OrphanGuard(self.token)  # forked first: it stays outside the job's cgroup
         self._selector.register(self._guard.fileno(), selectors.EVENT_READ, self._guard)
         self._event("guard", pid=self._guard.pid)
+        self._containment = self._contain(self._guard)
         if file_timers_enabled(self.plan, self.environ):
             self._timers = FileTimerServer(self._paths.timer_fifo)
             self._selector.register(self._timers.fileno(), selectors.EVENT_READ, self._timers)
@@ -130,9 +133,26 @@ class Agent:
             self._spares.close()
             if self._timers is not None:
                 self._timers.close()
+            if self._containment is not None:
+                self._containment.close(self._known_children())
             self._guard.close()
             self._inbox.uninstall()
             self._selector.close()
+
+    def _contain(self, guard: OrphanGuard) -> Containment:
+        """Hold every descendant (a cgroup, the subreaper flag, the token) and say how."""
+        held = Containment(self.token)
+        if held.cgroup is not None and held.home is not None:
+            guard.hold(held.cgroup, held.home)
+        self._event("containment", mechanisms=held.mechanisms,
+                    cgroup=None if held.cgroup is None else str(held.cgroup))
+        return held
+
+    def _known_children(self, group: WorkerGroup | None = None) -> list[int]:
+        """The agent's own children (guard, spares, this group's workers): never swept as
+        escaped, never reaped behind their Popen's back."""
+        pids = [*self._spares.pids(), *([self._guard.pid] if self._guard else [])]
+        return pids + ([w.pid for w in group.workers if w.pid is not None] if group else [])
 
     def _run_attempts(self) -> RunResult:
         base_env = self.environ
@@ -366,6 +386,8 @@ class Agent:
                        f"(uninterruptible sleep?); leaving it behind", rank=worker.rank, pid=worker.pid)
             group.abandon(worker)
         swept = group.sweep(self.token, signal.SIGKILL, self._spares.pids())
+        if self._containment is not None:
+            swept += self._containment.sweep(self._known_children(group))
         if swept:
             self._event("swept", pids=swept)
         self._release(group)
