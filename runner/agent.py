@@ -123,10 +123,10 @@ class Agent:
         self._guard = OrphanGuard(self.token)  # forked first: it stays outside the job's cgroup
         self._selector.register(self._guard.fileno(), selectors.EVENT_READ, self._guard)
         self._event("guard", pid=self._guard.pid)
-        self._containment = self._contain(self._guard)
         if file_timers_enabled(self.plan, self.environ):
             self._timers = FileTimerServer(self._paths.timer_fifo)
             self._selector.register(self._timers.fileno(), selectors.EVENT_READ, self._timers)
+        self._containment = self._contain(self._guard)  # last: `finally` leaves the cgroup
         try:
             return self._run_attempts()
         finally:
