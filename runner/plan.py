@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -186,6 +187,8 @@ class RestartPlan:
 
 
 def _non_negative(key: str, value: float) -> None:
+    if not math.isfinite(value):  # a hand-written plan.json may hold NaN or Infinity
+        raise ConfigError(key, f"is {value}, not a finite number", "use a finite number, 0 or more")
     if value < 0:
         raise ConfigError(key, f"is {value:g}", FIXES.get(key, "use 0 or more"))
 
