@@ -46,6 +46,8 @@ def main(argv: list[str]) -> int:
     """Run the job(s) `argv` describes; the exit status of the job, or of the first failed point."""
     with tempfile.TemporaryDirectory(prefix="erun-conf-") as staging:
         invocation = argv_mod.shape(argv, Path.cwd(), Path(staging))
+        for note in invocation.notes:
+            print(f"erun: note: {note}", file=sys.stderr, flush=True)
         session = Session(invocation)
         try:
             run_hydra(Path(staging), invocation, session.run_point)

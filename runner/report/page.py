@@ -6,12 +6,17 @@ All text from the record is escaped: a worker's stderr ends up in the page.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from runner.errors import ConfigError
+from runner.paths import RunPaths
 from runner.record.cause import cause_facts
 from runner.record.model import AttemptRecord, Event, FailureRecord, Outcome, RankSpan, RunRecord, SweepRecord
+from runner.record.read import read_job_config
 from runner.report.chart import COLOURS, esc, render_svg, run_chart, sweep_chart
 from runner.report.text import describe_event
 from runner.state import JobState
@@ -49,19 +54,46 @@ def html_document(title: str, body: Sequence[str]) -> str:
     ])
 
 
-def run_page(record: RunRecord) -> str:
-    """The report page of one run: summary, root cause, timeline, attempts, failures, events."""
+def run_page(record: RunRecord, page_dir: Path | None = None) -> str:
+    """The report page of one run: summary, root cause, timeline, attempts (with links to each
+    rank's logs, relative to `page_dir`, default the run directory), failures, events, job config."""
+    links = LogLinks(record.run_dir, page_dir or record.run_dir)
     body = [
         f"<h1>erun report: {esc(record.name)}</h1>",
         _run_facts(record),
         *_cause_section(record.root_cause),
         "<h2>Timeline</h2>",
         render_svg(run_chart(record)),
-        *_attempts_section(record),
+        *_attempts_section(record, links),
         *_failures_section(record),
         *_events_section(record.events),
+        *_job_config_section(record.run_dir),
     ]
     return html_document(f"erun report: {record.name}", body)
+
+
+@dataclass(frozen=True)
+class LogLinks:
+    """Links from the page to a rank's log files, relative (the folder can move as a whole)."""
+
+    run_dir: Path
+    page_dir: Path
+
+    def html(self, attempt: int, rank: int) -> str:
+        paths = RunPaths(self.run_dir)
+        links = []
+        for name, path in (("stdout", paths.stdout(attempt, rank)), ("stderr", paths.stderr(attempt, rank))):
+            if path.is_file():
+                href = os.path.relpath(path.resolve(), self.page_dir.resolve())
+                links.append(f'<a href="{esc(quote(href))}">{name}</a>')
+        return f" ({', '.join(links)})" if links else ""
+
+
+def _job_config_section(run_dir: Path) -> list[str]:
+    text = read_job_config(run_dir)
+    if text is None:
+        return []
+    return ["<details><summary>Job config (job.yaml)</summary>", f"<pre>{esc(text)}</pre>", "</details>"]
 
 
 def sweep_page(record: SweepRecord) -> str:
@@ -133,14 +165,15 @@ def _cause_section(cause: FailureRecord | None) -> list[str]:
     return parts
 
 
-def _attempts_section(record: RunRecord) -> list[str]:
-    rows = [_attempt_row(record, a) for a in record.attempts]
+def _attempts_section(record: RunRecord, links: LogLinks) -> list[str]:
+    rows = [_attempt_row(record, a, links) for a in record.attempts]
     return ["<h2>Attempts</h2>", "<table><tr><th>attempt</th><th>state</th><th>started</th>"
             "<th>duration</th><th>port</th><th>ranks</th></tr>", *rows, "</table>"]
 
 
-def _attempt_row(record: RunRecord, attempt: AttemptRecord) -> str:
-    ranks = "<br/>".join(esc(f"rank {s.rank}: {_span_text(s)}") for s in attempt.ranks)
+def _attempt_row(record: RunRecord, attempt: AttemptRecord, links: LogLinks) -> str:
+    ranks = "<br/>".join(esc(f"rank {s.rank}: {_span_text(s)}") + links.html(attempt.attempt, s.rank)
+                         for s in attempt.ranks)
     started = clock(attempt.start) if attempt.start else "-"
     return (f"<tr><td>{attempt.attempt}</td><td>{esc(attempt.state)}</td><td>{esc(started)}</td>"
             f"<td>{esc(duration(attempt.duration(record.now)))}</td>"

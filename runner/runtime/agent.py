@@ -101,6 +101,8 @@ class Agent:
         started = self._started = time.time()
         self._paths = record.open_run_dir(self.plan)
         self._events = record.EventLog(self._paths.events)
+        record.record_start(self._events, self.plan, self.environ)
+        print(f"erun: run dir {self.plan.run_dir}", file=sys.stderr, flush=True)
         self._notes = Notes(self._events, self.console)
         result = self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
         try:
