@@ -12,20 +12,27 @@ search path. Every mistake is a one-line `ConfigError` (exit 2).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from runner.config import jobfile
 from runner.config.keys import did_you_mean, schema_keys
 from runner.errors import COMMAND_LINE, ConfigError
 from runner.overrides import JOB_OVERRIDE_KEY, JOB_SPELLINGS
+from runner.words import display_path
 
 RESUME_FLAG = "--resume"
 DRY_RUN_FLAGS = {"--dry-run": "text", "--dry-run=text": "text", "--dry-run=json": "json"}
 CONFIG_NAME = "config"
+# The preset groups: a preset picked on the command line (restart=never) wins over the job
+# file's keys of its group, which are then set aside (the job file's defaults list is Hydra's).
+PRESET_GROUPS = ("restart", "rdzv")
 FLAG_CUTOFF = 0.75  # how close an unknown --flag must be to a known one to be called a typo of it
 
 
@@ -48,20 +55,21 @@ class Invocation:
 
 def shape(argv: list[str], cwd: Path, staging: Path) -> Invocation:
     """The invocation `argv` describes, its job files staged in `staging` (Hydra's config dir)."""
-    args, notes = job_as_first_word(argv, cwd)
+    args, first_word = job_as_first_word(argv, cwd)
     dry_run, args = split_dry_run(args)
     resume, args = split_resume(args)
     flags, args = split_flags(args)
     args = resume_overrides(resume, args, flags)
     args = [open_mapping_override(a) for a in args]
     args, jobs = stage_jobs(args, cwd, staging)
+    jobs, set_aside = set_aside_preset_keys(args, jobs, staging)
     if not any(a.startswith("hydra.output_subdir=") for a in args):
         # erun writes .hydra/ itself once the run is sure to start: a refused or dry run
         # leaves nothing, and never overwrites an earlier run's record.
         args.insert(0, "hydra.output_subdir=null")
     # argparse wants the overrides in one block: erun's and the user's, then the flags.
     hydra_args = search_path_overrides(args, cwd) + args + flags
-    return Invocation(hydra_args, jobs, cwd, dry_run, notes=notes)
+    return Invocation(hydra_args, jobs, cwd, dry_run, notes=first_word + set_aside)
 
 
 def job_as_first_word(argv: list[str], cwd: Path) -> tuple[list[str], tuple[str, ...]]:
@@ -210,6 +218,30 @@ def job_name(args: list[str], jobs: list[jobfile.JobFile]) -> str:
 def path_safe(name: str) -> str:
     """`name` as one folder name Hydra's override grammar accepts unquoted."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "job"
+
+
+def set_aside_preset_keys(args: list[str], jobs: list[jobfile.JobFile],
+                          staging: Path) -> tuple[list[jobfile.JobFile], tuple[str, ...]]:
+    """A preset picked on the command line (restart=never) wins over the job file's keys of its
+    group: each staged job file loses them (the user's file is untouched), with a note saying so."""
+    picked = {g: a for a in args for g in PRESET_GROUPS if re.fullmatch(rf"\+{{0,2}}{g}=.*", a)}
+    kept: list[jobfile.JobFile] = []
+    notes: list[str] = []
+    for job in jobs:
+        groups = [g for g in picked if isinstance(job.data.get(g), dict) and job.data[g]]
+        if not groups:
+            kept.append(job)
+            continue
+        for group in groups:
+            keys = ", ".join(sorted(k for k in job.dotted_keys() if k.startswith(group + ".")))
+            notes.append(f"{picked[group]} on the command line wins over {display_path(job.path)}'s "
+                         f"{keys} (set {group}.KEY=... on the command line to change one)")
+        job = dataclasses.replace(job, data={k: v for k, v in job.data.items() if k not in groups})
+        staged = staging / jobfile.JOB_GROUP / f"{job.choice}.yaml"
+        staged.unlink()
+        staged.write_text(yaml.safe_dump(dict(job.data), sort_keys=False))
+        kept.append(job)
+    return kept, tuple(notes)
 
 
 def stage_erun_config(staging: Path) -> None:
