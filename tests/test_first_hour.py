@@ -76,3 +76,25 @@ def test_first_tries_get_a_one_line_fix(tmp_path: Path, args: list[str], text: s
     result = erun(args, tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("erun: error: command line: ") and text in result.stderr, result.stderr
+
+
+# -- a usage error is not restarted ------------------------------------------------------------
+
+ARGPARSE_SCRIPT = "import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr')\np.parse_args()\n"
+
+
+def test_a_usage_error_is_not_restarted_and_the_console_says_how_to(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(ARGPARSE_SCRIPT)
+    (tmp_path / "train.yaml").write_text("entrypoint: train.py\nnproc: 2\nrestart:\n  max_restarts: 3\n"
+                                         "params:\n  lr: 0.1\n")
+    result = erun(["+job=train.yaml", "params.lrr=0.01", "hydra.run.dir=typo"], tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "unrecognized arguments: --lrr=0.01" in result.stderr
+    said = re.search(r"exited 2; giving up \(a usage error: exit status 2 [\d.]+ s into the first "
+                     r"attempt, which a restart would only repeat; to restart it anyway, set "
+                     r"restart.rules='\[\{exit_codes:\[2\],action:restart\}\]'\)", result.stderr)
+    assert said, result.stderr
+    assert "1 attempt(s), 0 restart(s)" in result.stderr
+    ruled = erun(["+job=train.yaml", "params.lrr=0.01", "restart.max_restarts=1", "hydra.run.dir=ruled",
+                  "restart.rules=[{exit_codes:[2],action:restart}]"], tmp_path)
+    assert ruled.returncode == 1 and "2 attempt(s), 1 restart(s)" in ruled.stderr, ruled.stderr

@@ -47,6 +47,7 @@ from runner.runtime.processes import KILL_WAIT_S
 from runner.runtime.registry import membership_for
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.runtime.spares import SparePool
+from runner.runtime.usage_error import usage_error
 from runner.runtime.workers import Worker, WorkerGroup
 from runner.state import AttemptResult, JobState, RunResult, WorkerState, first_failure
 
@@ -168,7 +169,9 @@ class Agent:
             restart_count, spent = restart_count + 1, decision.spent
 
     def _decide(self, outcome: AttemptOutcome, spent: int = 0) -> restart.RestartDecision:
-        decision = restart.decide(self.plan.restart, self.history, shared_spent=spent)
+        usage = usage_error(self.plan.restart, self.history)  # not worth a restart, whatever the budget
+        decision = (restart.RestartDecision(False, usage) if usage
+                    else restart.decide(self.plan.restart, self.history, shared_spent=spent))
         cause = first_failure(outcome.result.failures)
         what = "the group failed"
         if cause is not None:
