@@ -207,7 +207,7 @@ def job_name(args: list[str], jobs: list[jobfile.JobFile]) -> str:
     """What names the run directory (`..._NAME`): `name=` on the command line, else the job
     file's `name`, else the job file's name; '' when neither is known (Hydra's default)."""
     typed = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0].lstrip("+") == "name" and "=" in a]
-    if typed:
+    if typed and not any(c in typed[-1] for c in ("${", ",", "(")):  # not swept nor interpolated
         return path_safe(typed[-1])
     if len({j.choice for j in jobs}) != 1:
         return ""
