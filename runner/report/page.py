@@ -7,6 +7,7 @@ All text from the record is escaped: a worker's stderr ends up in the page.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ JOB_STATE_OUTCOME: Mapping[JobState, Outcome] = {
     JobState.INTERRUPTED: Outcome.STOPPED,
     JobState.RUNNING: Outcome.RUNNING,
 }
+# A YAML line whose key looks like a secret's; its value is not shown on the page.
+SECRET_LINE = re.compile(r"^(\s*[\w.-]*(?:key|token|secret|passw|credential|auth)[\w.-]*)[ \t]*:[ \t]*\S.*$",
+                         re.I | re.M)
+REDACTED = "<redacted>"
 # The page shows this many of the last events (the file has them all).
 EVENTS_SHOWN = 200
 
@@ -93,7 +98,14 @@ def _job_config_section(run_dir: Path) -> list[str]:
     text = read_job_config(run_dir)
     if text is None:
         return []
-    return ["<details><summary>Job config (job.yaml)</summary>", f"<pre>{esc(text)}</pre>", "</details>"]
+    return ["<details><summary>Job config (job.yaml, secrets redacted)</summary>",
+            f"<pre>{esc(redact(text))}</pre>", "</details>"]
+
+
+def redact(yaml_text: str) -> str:
+    """The config with the values of secret-looking keys (env.WANDB_API_KEY, password...) hidden:
+    the page is made to be mailed or attached to an issue."""
+    return SECRET_LINE.sub(lambda m: f"{m[1]}: {REDACTED}", yaml_text)
 
 
 def sweep_page(record: SweepRecord) -> str:

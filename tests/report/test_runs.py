@@ -87,12 +87,14 @@ def test_the_page_links_each_ranks_logs_and_shows_the_job_config(erun: Erun, tmp
     plan = erun.plan("talk.py", 1, 0)
     erun.run(plan)
     run_dir = Path(plan.run_dir)
-    RunPaths(run_dir).job_config.write_text("entrypoint: talk.py\nparams:\n  lr: 0.1\n")
+    RunPaths(run_dir).job_config.write_text("entrypoint: talk.py\nparams:\n  lr: 0.1\nenv:\n"
+                                            "  WANDB_API_KEY: abc123\n  HF_TOKEN: 'xyz'\n")
     from runner.record import read as runlog
 
     page = run_page(runlog.load_run_dir(run_dir))
     assert '<a href="attempt_0/rank_1/stdout.log">stdout</a>' in page
     assert '<a href="attempt_0/rank_0/stderr.log">stderr</a>' in page
-    assert "Job config (job.yaml)" in page and "lr: 0.1" in page
+    assert "Job config (job.yaml, secrets redacted)" in page and "lr: 0.1" in page
+    assert "abc123" not in page and "xyz" not in page and "WANDB_API_KEY: &lt;redacted&gt;" in page
     elsewhere = run_page(runlog.load_run_dir(run_dir), tmp_path / "pages")
     assert f'href="../{run_dir.name}/attempt_0/rank_0/stdout.log"' in elsewhere
