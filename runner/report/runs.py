@@ -21,8 +21,8 @@ from runner.report.text import ArgParser
 from runner.words import date_clock
 
 DEFAULT_COUNT = 10
-NO_RUN_FIX = ("give the run directory (erun prints it when the job starts), or start a job here "
-              f"(erun looks in ~/.local/state/erun, ${STATE_DIR_VAR}, and ./outputs)")
+WHERE = f"erun looks in its index of recent runs (~/.local/state/erun, or ${STATE_DIR_VAR}) and in ./outputs"
+NO_RUN_FIX = f"give the run directory (erun prints it when the job starts); {WHERE}"
 
 
 def main(args: Sequence[str]) -> int:
@@ -34,7 +34,7 @@ def main(args: Sequence[str]) -> int:
     options = parser.parse_args(list(args))
     entries = index.recent_runs(os.environ, Path.cwd(), max(0, options.n))
     if not entries:
-        print("erun runs: no runs yet (" + NO_RUN_FIX.split(", or ", 1)[1], flush=True)
+        print(f"erun runs: no runs yet ({WHERE})", flush=True)
         return 0
     print(render(entries), flush=True)
     return 0

@@ -85,19 +85,23 @@ def _header(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
 
 
 def _agent_warning(record: RunRecord, ranks: Sequence[RankStatus]) -> str:
-    """A RUNNING record with no live rank: the agent is backing off between attempts, or gone."""
+    """A RUNNING record whose agent is gone, or with no live rank: backing off, or gone."""
     if record.finished:
         return ""
-    if agent_gone(record):
+    gone = agent_gone(record)  # None: unknown (an older record, or another host's agent)
+    if gone:
         assert record.agent is not None
         return (f"the record says RUNNING but its agent (pid {record.agent.get('pid')}) is gone: it was "
                 "killed (or its node lost) without recording the job's end")
     running = [r for r in ranks if r.alive is not None]
     if running and not any(r.alive for r in running):
+        if gone is False:
+            return "none of its ranks is alive: the agent is noting their ends"
         return ("the record says RUNNING but none of its ranks is alive: the agent probably died "
                 "(killed, or its node lost) without recording the job's end")
     if not running:
-        return "no rank is running: the agent is between attempts, or it died without recording the job's end"
+        died = "" if gone is False else ", or it died without recording the job's end"
+        return f"no rank is running: the agent is between attempts{died}"
     dead = [str(r.span.rank) for r in running if not r.alive]
     return f"rank(s) {', '.join(dead)} recorded as running but not alive" if dead else ""
 
