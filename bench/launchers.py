@@ -19,6 +19,10 @@ from typing import Protocol
 
 from bench.common import BENCH_DIR, REPO_DIR
 
+# What the `erun` and `erun-hydra` launchers prewarm: spares are off by default since they are
+# opt-in, and the bench shows warm (these) and cold (`erun-cold`) restarts side by side.
+WARM_MODULES = ("torch",)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -52,7 +56,8 @@ class Launcher(Protocol):
 
 class ErunPlan:
     """erun's agent on a hand-written plan (`erun run-plan`): no Hydra in the path. Defaults
-    everywhere; `warm=False` turns warm spares off (restart.prewarm.modules=[]): cold restarts."""
+    everywhere but warm spares, which are opt-in: `warm=True` turns them on explicitly
+    (restart.prewarm.modules=[torch], as restart=warm), `warm=False` leaves them off: cold restarts."""
 
     def __init__(self, warm: bool = True) -> None:
         self.warm = warm
@@ -66,7 +71,7 @@ class ErunPlan:
 
         run_dir = work / "run"
         entrypoint = EntrypointPlan(EntrypointKind.SCRIPT, job.script, job.args)
-        prewarm = PrewarmPlan() if self.warm else PrewarmPlan(modules=())
+        prewarm = PrewarmPlan(modules=WARM_MODULES) if self.warm else PrewarmPlan(modules=())
         plan = JobPlan(
             entrypoint, job.nproc, str(run_dir), f"bench-{work.name}", logs=LogsPlan(console=False),
             restart=RestartPlan(job.max_restarts, job.stop_grace_s, prewarm=prewarm),
@@ -77,7 +82,7 @@ class ErunPlan:
 
 
 class ErunHydra:
-    """The user-facing CLI: a job file composed by Hydra, then the same agent."""
+    """The user-facing CLI: a job file composed by Hydra, then the same agent (spares on, as `erun`)."""
 
     name = "erun-hydra"
 
@@ -90,7 +95,8 @@ class ErunHydra:
         job_file = work / "job.yaml"
         job_file.write_text(json.dumps({  # JSON is YAML
             "entrypoint": job.script, "args": list(job.args),
-            "restart": {"max_restarts": job.max_restarts, "stop_grace_s": job.stop_grace_s},
+            "restart": {"max_restarts": job.max_restarts, "stop_grace_s": job.stop_grace_s,
+                        "prewarm": {"modules": list(WARM_MODULES)}},
             "logs": {"console": False},
         }))
         run_dir = work / "run"

@@ -2,7 +2,8 @@
 
 The failing rank stamps `fail` just before it exits 1 (or SIGKILLs itself), STEADY_S after the
 group initialised (as in training, where a failure hits a group that has run for a while; by
-then erun's warm spares, `restart.prewarm`, have imported torch); every rank of attempt 1
+then erun's warm spares, `restart.prewarm`, which the `erun` launcher turns on, have imported
+torch); every rank of attempt 1
 stamps `init` after `init_process_group`. The `early` case fails right after init, before the
 spares are ready: a cold restart. A restart recovers when all of them do
 within the timeout (the job is then stopped: what follows is not measured). The `stubborn`

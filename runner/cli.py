@@ -8,6 +8,7 @@ Errors the user can fix become one line on stderr and exit status 2, mapped here
 from __future__ import annotations
 
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -151,9 +152,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.exit_status)
     except KeyboardInterrupt:
         return ExitStatus.for_signal(2)
-    except BrokenPipeError:  # `erun status RUN | head`: the reader has all it wanted
+    except BrokenPipeError:
+        if not _stdout_closed():  # some other pipe: a real failure, not a reader that left
+            raise
+        # `erun status RUN | head`: the reader has all it wanted.
         _silence_stdout()
         return 0
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on its end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
 
 
 def _silence_stdout() -> None:

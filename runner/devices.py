@@ -12,14 +12,44 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 FAKE_GPU_VAR = "ERUN_FAKE_GPU_COUNT"
+# Descriptors the agent holds per worker (two pipes, a pidfd, two log files), and for itself.
+FDS_PER_WORKER = 5
+FDS_RESERVED = 64
 DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many workers one agent can hold on this machine, and what bounds it, in words."""
+
+    workers: int
+    bound: str
+
+
+def worker_capacity() -> Capacity:
+    """The open-file hard limit (the agent raises its soft limit to it) and the pids the
+    kernel can still hand out bound the workers of one agent; the smaller bound wins."""
+    hard = nofile_ceiling()
+    pid_max = _read_int("/proc/sys/kernel/pid_max", 32768)
+    running = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    bounds = [
+        Capacity(max(1, (hard - FDS_RESERVED) // FDS_PER_WORKER),
+                 f"the open-file limit is {hard} (ulimit -Hn), {FDS_PER_WORKER} per worker"),
+        Capacity(max(1, pid_max - running), f"pid_max is {pid_max}, {running} processes running"),
+    ]
+    soft_nproc, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft_nproc != resource.RLIM_INFINITY and os.geteuid() != 0:  # root is not held to it
+        bounds.append(Capacity(max(1, soft_nproc - running),
+                               f"the process limit is {soft_nproc} (ulimit -u)"))
+    return min(bounds, key=lambda c: c.workers)
 
 
 @dataclass(frozen=True)
@@ -29,6 +59,8 @@ class HostInfo:
     cpus: int
     gpus: tuple[str, ...]
     gpu_source: str  # how the GPUs were found, for error messages
+    # How many workers an agent can hold here (open-file and pid limits).
+    capacity: Capacity = field(default_factory=worker_capacity)
 
     @classmethod
     def detect(cls, environ: Mapping[str, str]) -> HostInfo:
@@ -76,3 +108,18 @@ def driver_gpu_count() -> int:
     except (OSError, subprocess.TimeoutExpired):
         return 0
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def nofile_ceiling() -> int:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return _read_int("/proc/sys/fs/nr_open", 1 << 20)
+    return hard
+
+
+def _read_int(path: str, default: int) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return default

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -129,9 +130,10 @@ class ExitRule:
 class PrewarmPlan:
     """Warm spares (`runner.runtime.spares`): while an attempt runs, one interpreter per local rank starts
     `after_s` after it, imports `modules` and waits; a restart hands each rank to its spare, so
-    the next attempt skips the interpreter start and those imports. No modules: no spares."""
+    the next attempt skips the interpreter start and those imports. No modules (the default:
+    spares are opt-in, a warm worker is not quite a fresh interpreter): no spares."""
 
-    modules: tuple[str, ...] = ("torch",)
+    modules: tuple[str, ...] = ()
     after_s: float = 2.0
 
     def __post_init__(self) -> None:
@@ -185,6 +187,8 @@ class RestartPlan:
 
 
 def _non_negative(key: str, value: float) -> None:
+    if not math.isfinite(value):  # a hand-written plan.json may hold NaN or Infinity
+        raise ConfigError(key, f"is {value}, not a finite number", "use a finite number, 0 or more")
     if value < 0:
         raise ConfigError(key, f"is {value:g}", FIXES.get(key, "use 0 or more"))
 

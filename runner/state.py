@@ -195,6 +195,20 @@ class AttemptResult:
 
 
 @dataclass
+class AttemptOutcome:
+    """How one attempt ended: all succeeded, a rank failed, the membership changed, or a stop
+    signal arrived."""
+
+    result: AttemptResult
+    signal: int | None = None
+    regroup: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result.state is WorkerState.SUCCEEDED
+
+
+@dataclass
 class RunResult:
     """The outcome of `Agent.run()`: what summary.json holds."""
 

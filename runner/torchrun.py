@@ -5,17 +5,22 @@
     erun +job=train.yaml                          # the same job, now from a job file
 
 The flags become a job file (`to_job`), which is then run exactly as `erun +job=FILE` would:
-one path from flags to plan, so `--print-config` round-trips by construction. Flags that make
-no sense for erun (how often to poll, how to start processes) are accepted and ignored with a
-note, so a torchrun command line works as it is.
+one path from flags to plan, so `--print-config` round-trips by construction. Every flag of
+torchrun 2.13 is accepted, and so are its `PET_<FLAG>` environment variables (a flag on the
+command line wins, as with torchrun). Flags that make no sense for erun (how often to poll,
+how to start processes) are accepted and ignored with a one-line note, so a torchrun command
+line works as it is. Bad values are refused here, naming the flag, before any file exists.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,10 +33,28 @@ IGNORED = {
     "logs_specs": "erun always writes every rank's logs to its run directory",
     "event_log_handler": "erun's events are in the run directory's events.jsonl",
     "master_port": "erun gives every attempt a fresh free port",
-    "local_addr": "erun does not use it",
     "numa_binding": "not supported by erun",
 }
 STD = {"0": (), "1": ("stdout",), "2": ("stderr",), "3": ("stdout", "stderr")}
+# torchrun reads no PET_ variable for these two (plain argparse flags there).
+NO_ENV = {"logs_specs", "numa_binding"}
+TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT"  # torchrun's --signals-to-handle default
+# What erun's agent does with signals, whatever --signals-to-handle lists (runner/signals.py).
+ERUN_SIGNALS = {"SIGINT": "stops", "SIGTERM": "stops", "SIGHUP": "stops",
+                "SIGUSR1": "forwards", "SIGUSR2": "forwards"}
+NPROC_WORDS = ("cpu", "gpu", "auto")
+RDZV_BACKENDS = ("c10d", "static", "etcd", "etcd-v2")
+# Job keys back to the flags they came from: an error found when the job file is compiled
+# names the flag the user typed, never the temporary job file.
+FLAG_OF = {"role": "--role", "nproc": "--nproc-per-node", "nnodes": "--nnodes", "node_rank": "--node-rank",
+           "master_addr": "--master-addr", "rdzv.endpoint": "--rdzv-endpoint", "rdzv.id": "--rdzv-id",
+           "rdzv.backend": "--rdzv-backend", "rdzv.settings.local_addr": "--local-addr",
+           "rdzv.settings": "--rdzv-conf", "restart.max_restarts": "--max-restarts",
+           "restart.stop_grace_s": "--shutdown-timeout", "logs.ranks": "--local-ranks-filter",
+           "isolate_gpus": "--virtual-local-rank", "entrypoint": "training_script",
+           "module": "training_script", "exec": "training_script",
+           "args": "training_script_args", "hydra.run.dir": "--log-dir"}
+YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "none", "nan", "inf"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,9 +64,10 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(None, f"torchrun flags: {message}", "see `erun torchrun --help`")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """torchrun 2.13's flags (both spellings), defaults from `PET_<FLAG>` in `environ`."""
     p = _Parser(prog="erun torchrun", description="Run a torchrun command line with erun's agent.")
-    flag = _flag_adder(p)
+    flag = _flag_adder(p, os.environ if environ is None else environ)
     flag("--nnodes", default="1", help="N or MIN:MAX")
     flag("--nproc-per-node", default="1", help="N, cpu, gpu or auto")
     flag("--node-rank", type=int, default=None)
@@ -55,15 +79,26 @@ def parser() -> argparse.ArgumentParser:
     flag("--max-restarts", type=int, default=0)
     flag("--role", default="default")
     flag("--master-addr", default=None)
+    flag("--local-addr", default=None,
+         help="this node's address in the rendezvous (rdzv.settings.local_addr)")
     flag("--log-dir", default=None)
     flag("-r", "--redirects", default="0")
     flag("-t", "--tee", default="0")
     flag("--local-ranks-filter", default="")
+    flag("--duplicate-stdout-filters", default="", help="accepted: every line is in the rank's stdout.log")
+    flag("--duplicate-stderr-filters", default="", help="accepted: every line is in the rank's stderr.log")
+    flag("--signals-to-handle", default=TORCHRUN_SIGNALS,
+         help="accepted: erun stops on SIGINT/SIGTERM/SIGHUP and forwards SIGUSR1/SIGUSR2")
+    flag("--shutdown-timeout", type=int, default=None,
+         help="seconds from SIGTERM to SIGKILL (restart.stop_grace_s)")
+    flag("--virtual-local-rank", action="store_true", help="one GPU per worker (isolate_gpus)")
     flag("-m", "--module", action="store_true")
     flag("--no-python", action="store_true")
     flag("--run-path", action="store_true")
     for name in IGNORED:
-        flag(f"--{name.replace('_', '-')}", default=None, help=f"ignored: {IGNORED[name]}")
+        choices = {"start_method": ["spawn", "fork", "forkserver"],
+                   "numa_binding": ["node", "socket", "exclusive", "core-complex"]}.get(name)
+        flag(f"--{name.replace('_', '-')}", default=None, choices=choices, help=f"ignored: {IGNORED[name]}")
     p.add_argument("--print-config", action="store_true",
                    help="print the equivalent erun job file (give it before the script)")
     p.add_argument("--dry-run", nargs="?", const="text", choices=["text", "json"], help="erun's dry run")
@@ -72,25 +107,41 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _flag_adder(p: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
-    """Add a flag under both of torchrun's spellings: --nproc-per-node and --nproc_per_node."""
+def _flag_adder(p: argparse.ArgumentParser, environ: Mapping[str, str]):  # type: ignore[no-untyped-def]
+    """Add a flag under both of torchrun's spellings (--nproc-per-node, --nproc_per_node), its
+    default taken from PET_NPROC_PER_NODE when set, as torchrun's `env`/`check_env` actions do."""
     def add(*names: str, **kw: Any) -> None:
         spellings = list(names)
         for name in names:
             if name.startswith("--") and "-" in name[2:]:
                 spellings.append("--" + name[2:].replace("-", "_"))
+        dest = max(names, key=len).lstrip("-").replace("-", "_")
+        pet = f"PET_{dest.upper()}"
+        if dest not in NO_ENV and pet in environ:
+            kw["default"] = _pet_flag(pet, environ[pet]) if kw.get("action") == "store_true" else environ[pet]
         p.add_argument(*spellings, **kw)
     return add
+
+
+def _pet_flag(name: str, value: str) -> bool:
+    """A PET_ variable for an on/off flag: an integer, non-zero meaning on (torchrun's check_env)."""
+    try:
+        return bool(int(value))
+    except ValueError:
+        raise ConfigError(name, f"is `{value}`", "use 1 (on) or 0 (off)") from None
 
 
 def to_job(opts: argparse.Namespace) -> dict[str, Any]:
     """The erun job file that means what the torchrun flags mean."""
     job: dict[str, Any] = {"name": Path(opts.training_script).stem or "job"}
     job.update(_entrypoint(opts))
-    job["nproc"] = _int_or_text(opts.nproc_per_node)
+    job["nproc"] = _nproc(opts.nproc_per_node)
     job.update(_nodes(opts))
-    if opts.max_restarts:
-        job["restart"] = {"max_restarts": opts.max_restarts}
+    restart = _restart(opts)
+    if restart:
+        job["restart"] = restart
+    if opts.virtual_local_rank and _gpus_visible():
+        job["isolate_gpus"] = True
     if opts.role != "default":
         job["role"] = opts.role
     logs = _logs(opts)
@@ -99,6 +150,43 @@ def to_job(opts: argparse.Namespace) -> dict[str, Any]:
     if opts.log_dir:
         job["hydra"] = {"run": {"dir": f"{opts.log_dir}/${{now:%Y-%m-%d_%H-%M-%S}}"}}
     return job
+
+
+def _nproc(value: str) -> int | str:
+    nproc = _int_or_text(value)
+    if nproc in NPROC_WORDS or (isinstance(nproc, int) and nproc > 0):
+        return nproc
+    raise ConfigError("--nproc-per-node", f"is `{value}`", "use a number of workers, cpu, gpu or auto")
+
+
+def _restart(opts: argparse.Namespace) -> dict[str, Any]:
+    """--max-restarts, and --shutdown-timeout (else TORCH_ELASTIC_SHUTDOWN_TIMEOUT, as torchrun)."""
+    restart: dict[str, Any] = {}
+    if opts.max_restarts < 0:
+        raise ConfigError("--max-restarts", f"is {opts.max_restarts}", "use 0 or more")
+    if opts.max_restarts:
+        restart["max_restarts"] = opts.max_restarts
+    grace = opts.shutdown_timeout
+    if grace is None and os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT"):
+        grace = _seconds("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", os.environ["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"])
+    if grace is not None:
+        if grace < 0:
+            raise ConfigError("--shutdown-timeout", f"is {grace}", "use seconds, 0 or more")
+        restart["stop_grace_s"] = grace
+    return restart
+
+
+def _seconds(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(name, f"is `{value}`", "use whole seconds, e.g. 30") from None
+
+
+def _gpus_visible() -> bool:
+    from runner.devices import visible_gpus  # reads /sys and the environment, never torch
+
+    return bool(visible_gpus(os.environ)[0])
 
 
 def _entrypoint(opts: argparse.Namespace) -> dict[str, Any]:
@@ -112,17 +200,23 @@ def _entrypoint(opts: argparse.Namespace) -> dict[str, Any]:
 
 
 def _nodes(opts: argparse.Namespace) -> dict[str, Any]:
+    if not re.fullmatch(r"\d+(:\d+)?", opts.nnodes) or opts.nnodes.split(":")[0] == "0":
+        raise ConfigError("--nnodes", f"is `{opts.nnodes}`", "use a number of nodes, or MIN:MAX")
     nnodes = _int_or_text(opts.nnodes)
-    if opts.standalone or (nnodes == 1 and not opts.rdzv_endpoint and opts.rdzv_backend in (None, "static")):
+    if _one_node(opts):
         out: dict[str, Any] = {}
         if opts.master_addr:
             out["master_addr"] = opts.master_addr
         return out  # one node: no rendezvous service at all
     backend = opts.rdzv_backend or "static"
+    if backend not in RDZV_BACKENDS:
+        raise ConfigError("--rdzv-backend", f"is `{backend}`", f"use one of {', '.join(RDZV_BACKENDS)}")
     rdzv: dict[str, Any] = {"backend": backend, "endpoint": opts.rdzv_endpoint, "id": opts.rdzv_id}
     if backend == "static" and not opts.rdzv_endpoint:  # torchrun: --master-addr:--master-port
         rdzv["endpoint"] = f"{opts.master_addr or '127.0.0.1'}:{opts.master_port or 29500}"
     settings = _settings(opts.rdzv_conf)
+    if opts.local_addr:
+        settings["local_addr"] = opts.local_addr
     if settings:
         rdzv["settings"] = settings
     out = {"nnodes": nnodes, "rdzv": rdzv}
@@ -131,7 +225,17 @@ def _nodes(opts: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _one_node(opts: argparse.Namespace) -> bool:
+    """A single-node job: erun then needs no rendezvous at all (torchrun's --standalone)."""
+    return bool(opts.standalone) or (_int_or_text(opts.nnodes) == 1 and not opts.rdzv_endpoint
+                                     and opts.rdzv_backend in (None, "static"))
+
+
 def _settings(text: str) -> dict[str, Any]:
+    """k=v,k2=v2; the whole value may come in quotes, as torch's own launcher test passes it."""
+    text = text.strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
     settings: dict[str, Any] = {}
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
@@ -177,9 +281,9 @@ def render(job: dict[str, Any], args: Sequence[str] = ()) -> str:
 
     Dumper.add_representer(_Quoted, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v, style="'"))
     job = dict(job)
-    for key in ("entrypoint", "module", "exec"):
+    for key in ("name", "entrypoint", "module", "exec"):  # `true`, `null`, `1` stay names
         if key in job:
-            job[key] = _Quoted(job[key])
+            job[key] = _Quoted(job[key].replace("${", "\\${"))
     if "args" in job:  # and `${` is literal, not an OmegaConf interpolation
         job["args"] = [_Quoted(a.replace("${", "\\${")) for a in job["args"]]
     shown = [a for a in args if a != "--print-config"]
@@ -187,20 +291,96 @@ def render(job: dict[str, Any], args: Sequence[str] = ()) -> str:
     return header + yaml.dump(job, Dumper=Dumper, sort_keys=False, default_flow_style=None)
 
 
+def notes(opts: argparse.Namespace) -> list[str]:
+    """One line for each flag that erun accepts without doing what torchrun does with it."""
+    out = [f"--{k.replace('_', '-')} ignored ({IGNORED[k]})" for k in IGNORED if getattr(opts, k) is not None]
+    for std in ("stdout", "stderr"):
+        if getattr(opts, f"duplicate_{std}_filters"):
+            out.append(f"--duplicate-{std}-filters ignored (every line is in each rank's {std}.log)")
+    unhandled = [s for s in _signal_names(opts.signals_to_handle) if s not in ERUN_SIGNALS]
+    if opts.signals_to_handle != TORCHRUN_SIGNALS and unhandled:
+        out.append(f"--signals-to-handle: erun does not handle {', '.join(unhandled)} (it stops the job "
+                   "on SIGINT, SIGTERM, SIGHUP and forwards SIGUSR1, SIGUSR2 to the workers)")
+    if opts.local_addr and _one_node(opts):
+        out.append("--local-addr ignored (one node: no rendezvous to announce it to)")
+    if opts.virtual_local_rank:
+        out.append("--virtual-local-rank: each worker sees one GPU (isolate_gpus), as device 0; "
+                   "LOCAL_RANK stays the worker's local rank" if _gpus_visible()
+                   else "--virtual-local-rank ignored (no GPU visible)")
+    return out
+
+
+def _signal_names(text: str) -> list[str]:
+    names = [n.strip().upper() for n in text.split(",") if n.strip()]
+    for name in names:
+        if not hasattr(signal.Signals, name) and not hasattr(signal.Signals, f"SIG{name}"):
+            raise ConfigError("--signals-to-handle", f"has `{name}`, not a signal name",
+                              f"use names such as {TORCHRUN_SIGNALS}")
+    return [n if n.startswith("SIG") else f"SIG{n}" for n in names]
+
+
+def check_logs_specs(name: str | None) -> None:
+    """torchrun refuses a --logs-specs that no installed package provides; so does erun."""
+    if name is None:
+        return
+    from importlib.metadata import entry_points
+
+    if not entry_points(group="torchrun.logs_specs", name=name):
+        raise ConfigError("--logs-specs", f"is `{name}`: no entry point torchrun.logs_specs[{name}]",
+                          "install the package that provides it, or drop the flag")
+
+
+def job_file_stem(name: str) -> str:
+    """A file name Hydra takes as a plain name: the job name becomes the override `+job=STEM`,
+    where `train(v2)`, `a=b,c`, `true`, `null` or `1` would be parsed, not named."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
+    if not stem or not stem[0].isalpha() or stem.lower() in YAML_WORDS:
+        stem = f"job_{stem}".rstrip("_")
+    return stem
+
+
 def main(args: Sequence[str]) -> int:
     opts = parser().parse_args(list(args))
-    ignored = [f"--{k.replace('_', '-')}" for k in IGNORED if getattr(opts, k) is not None]
     job = to_job(opts)
+    lines = notes(opts)
+    check_logs_specs(opts.logs_specs)
     if opts.print_config:
         sys.stdout.write(render(job, args))
         return 0
-    for name in ignored:
-        key = name[2:].replace("-", "_")
-        print(f"erun: note: {name} ignored ({IGNORED[key]})", file=sys.stderr)
+    for line in lines:
+        print(f"erun: note: {line}", file=sys.stderr)
     from runner.app import main as app_main
 
     with tempfile.TemporaryDirectory(prefix="erun-torchrun-") as folder:
-        path = Path(folder) / f"{job['name']}.yaml"
+        path = Path(folder) / f"{job_file_stem(job['name'])}.yaml"
         path.write_text(render(job))
         dry = [f"--dry-run={opts.dry_run}"] if opts.dry_run else []
-        return app_main([f"+job={path}", *dry])
+        record = record_dir(opts)
+        try:
+            return app_main([f"+job={path}", *[f"hydra.run.dir={record}"] * bool(record), *dry])
+        except ConfigError as e:
+            if record and not os.listdir(record):  # refused before it started: leave nothing
+                os.rmdir(record)
+            if e.source is None or folder not in e.source:
+                raise
+            raise as_flag_error(e, folder) from None
+
+
+def record_dir(opts: argparse.Namespace) -> str:
+    """Without --log-dir, torchrun writes nothing where it runs (its logs go to a temporary
+    folder): so erun's run record goes to a new temporary folder too, which erun's last line
+    names ("run dir ..."). "": --log-dir says where, or a dry run writes nothing."""
+    if opts.log_dir or opts.dry_run:
+        return ""
+    return tempfile.mkdtemp(prefix="erun-torchrun-run-")
+
+
+def as_flag_error(e: ConfigError, folder: str) -> ConfigError:
+    """The same error, about the flag that set the key instead of the temporary job file
+    (which `folder` holds: a path the user never wrote is left out of the message)."""
+    key = e.key or ""
+    e.problem = re.sub(re.escape(folder) + r"[^\s,;)]*(, )?", "", e.problem)
+    flag = next((f for k, f in FLAG_OF.items() if key == k or key.startswith(k + ".")), None)
+    inner = key.removeprefix("rdzv.settings.") if flag == "--rdzv-conf" else ""
+    problem = f"{inner + ' ' if inner else ''}{e.problem}" if flag else f"{key} {e.problem}".strip()
+    return ConfigError(flag, problem if flag else f"torchrun flags: {problem}", e.fix)

@@ -159,6 +159,15 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 @pytest.fixture
+def private_tmpdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TMPDIR for the processes a test starts: `erun torchrun` leaves its run record in a new
+    temporary folder (as torchrun leaves its logs), which must not pile up in /tmp."""
+    folder = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(folder))
+    return folder
+
+
+@pytest.fixture
 def erun(tmp_path: Path) -> Erun:
     return Erun(tmp_path)
 

@@ -15,7 +15,7 @@ from test_torchrun_contract import BY_DESIGN, PER_LAUNCH, load_envs, torchrun_ar
 from runner.errors import ConfigError
 from runner.torchrun import parser, render, to_job
 
-pytestmark = pytest.mark.usefixtures("no_survivors")
+pytestmark = pytest.mark.usefixtures("no_survivors", "private_tmpdir")
 
 FLAGS = ["--nproc-per-node", "2", "--max-restarts", "1", "--role", "trainer"]
 

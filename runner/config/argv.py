@@ -199,7 +199,7 @@ def stage_jobs(args: list[str], cwd: Path, staging: Path) -> tuple[list[str], li
     stage_erun_config(staging)
     name = job_name(out, jobs)
     if name and not any(a.startswith("hydra.job.name=") for a in out):
-        out.insert(0, f"hydra.job.name={name}")
+        out.insert(0, f"hydra.job.name='{name}'")  # quoted: a job named null, true or 1e-3 stays a name
     return out, jobs
 
 

@@ -8,6 +8,7 @@ imports torch: dry runs and tests compile plans freely.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Mapping
@@ -79,6 +80,7 @@ def resolve(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
 def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
     for key in unknown_keys(c):  # `+key=...` slips past Hydra's struct check
         raise ConfigError(key, "is not a job key", suggest_key(key))
+    check_numbers(c)
     workdir = _workdir(c.get("cwd"), ctx)
     nproc = parse_nproc(c.get("nproc", 1), ctx.host)
     rdzv = _rdzv(c, *parse_nnodes(c.get("nnodes", 1)))
@@ -103,6 +105,36 @@ def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
     )
 
 
+# Numbers erun itself uses (counts, seconds, megabytes) stay within this: beyond it, a timeout
+# overflows the event loop, a count overflows torch's C++ side, or nothing sensible is meant.
+MAX_NUMBER = 2**31 - 1
+# Passed through to the workers as they are: their numbers are the user's business.
+USER_DATA_KEYS = ("params", "env", "args")
+
+
+def check_numbers(data: Mapping[str, Any], prefix: str = "") -> None:
+    """Every number in erun's own keys is finite and at most MAX_NUMBER in size (inf, nan and
+    10**23 are mistakes, and would fail later, or worse, quietly mean 0)."""
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if not prefix and key in USER_DATA_KEYS:
+            continue
+        if isinstance(value, Mapping):
+            check_numbers(value, f"{name}.")
+        elif isinstance(value, list):
+            check_numbers({str(i): v for i, v in enumerate(value)}, f"{name}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_number(name, value)
+
+
+def _check_number(key: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(key, f"is {value}, not a finite number", "use a finite number")
+    if abs(value) > MAX_NUMBER:
+        shown = value if isinstance(value, int) else f"{value:g}"
+        raise ConfigError(key, f"is {shown}, too large", f"use a value up to {MAX_NUMBER}")
+
+
 # -- sizes -------------------------------------------------------------------------------------
 
 
@@ -110,19 +142,29 @@ def parse_nproc(value: Any, host: HostInfo) -> int:
     """nproc as a number: N, cpu (usable cores), gpu (visible CUDA devices), auto (gpu, else cpu)."""
     word = value.strip().lower() if isinstance(value, str) else None
     if word == "cpu":
-        return host.cpus
+        return _within_capacity(host.cpus, host)
     if word == "gpu":
         if not host.gpus:
             raise ConfigError("nproc", f"is gpu, but no CUDA device is visible ({host.gpu_source})",
                               "use nproc=N or nproc=cpu on this machine")
         return len(host.gpus)
     if word == "auto":
-        return len(host.gpus) or host.cpus
+        return _within_capacity(len(host.gpus) or host.cpus, host)
     count = _whole_number(value)
     if count is None:
         raise ConfigError("nproc", f"is {value!r}", "use a number of workers, or cpu, gpu or auto")
     if count < 1:
         raise ConfigError("nproc", f"is {count}", FIXES["nproc"])
+    return _within_capacity(count, host)
+
+
+def _within_capacity(count: int, host: HostInfo) -> int:
+    """No more workers than the machine can hold: past that, spawning fails halfway (or the
+    agent's bookkeeping alone exhausts memory, dry runs included)."""
+    most = host.capacity.workers
+    if count > most:
+        raise ConfigError("nproc", f"is {count}, more than this machine can run ({host.capacity.bound})",
+                          f"use nproc={most} or fewer")
     return count
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import params as params_mod
+from runner.config.calltarget import check_call_target
 from runner.config.keys import did_you_mean
 from runner.config.schema import PARAMS_AS
 from runner.config.sources import CompileContext
@@ -92,6 +93,7 @@ def _check_call(target: str, params: Mapping[str, Any], search_dir: str) -> None
         raise ConfigError("call", f"is {target!r}, not `package.module:function`",
                           "write it as call=mypkg.train:main")
     _check_module("call", target.split(":")[0], search_dir)
+    check_call_target(target, [search_dir, *sys.path])
     bad = [k for k in params if not str(k).isidentifier() or keyword.iskeyword(str(k))]
     if bad:
         raise ConfigError(f"params.{bad[0]}", "is not a Python identifier, so not a keyword argument",
@@ -109,6 +111,8 @@ def _check_module(key: str, dotted: str, search_dir: str) -> None:
 
 
 def _module_exists(dotted: str, path: list[str]) -> bool:
+    if dotted in sys.modules:  # os.path: importable, though os is no package to find it in
+        return True
     parts = dotted.split(".")
     try:
         spec = importlib.machinery.PathFinder.find_spec(parts[0], path) or importlib.util.find_spec(parts[0])

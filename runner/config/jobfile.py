@@ -81,12 +81,7 @@ def load(path: Path) -> JobFile:
     """Read and check a job file: a YAML mapping whose keys the schema knows."""
     source = display_path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(None, f"is not valid YAML{where}: {getattr(e, 'problem', e)}",
-                          "fix the YAML syntax", source) from None
+        data = parse_yaml(read_text(path, source), source) or {}
     except OSError as e:
         raise ConfigError(None, f"cannot be read: {e.strerror}", "check the file", source) from None
     if not isinstance(data, Mapping):
@@ -97,11 +92,73 @@ def load(path: Path) -> JobFile:
     return JobFile(choice=path.stem, path=path, data=data)
 
 
+def read_text(path: Path, source: str) -> str:
+    """The file as UTF-8 text (what YAML and Hydra expect), or a ConfigError saying where not."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(None, f"is not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line})",
+                          "save it as UTF-8", source) from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """safe_load, after checking that aliases do not expand it past MAX_YAML_NODES nodes (a
+    few hundred bytes of nested aliases make billions) and that none refers to itself."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            _check_expansion(root, source)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(None, f"is not valid YAML{where}: {getattr(e, 'problem', e)}",
+                          "fix the YAML syntax", source) from None
+    except RecursionError:
+        raise ConfigError(None, "is nested too deeply", "flatten the YAML", source) from None
+
+
+# Far more than any job file needs; far less than an alias bomb expands to.
+MAX_YAML_NODES = 100_000
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    sizes: dict[int, int] = {}  # per node: its size with aliases expanded (each node sized once)
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise ConfigError(None, "has an alias inside the node it refers to (an endless value)",
+                              "remove the recursive alias", source)
+        open_nodes.add(id(node))
+        children = _children(node)
+        total = 1 + sum(size(child) for child in children)
+        open_nodes.discard(id(node))
+        sizes[id(node)] = min(total, MAX_YAML_NODES + 1)  # capped: the sum stays a small int
+        return sizes[id(node)]
+
+    if size(root) > MAX_YAML_NODES:
+        raise ConfigError(None, f"expands to more than {MAX_YAML_NODES} values through its aliases "
+                          "(*name)", "use fewer nested aliases", source)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def load_preset(path: Path) -> dict[str, Any]:
     """A preset's top-level keys (for notes only: Hydra itself loads presets)."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = parse_yaml(read_text(path, display_path(path)), display_path(path))
+    except (OSError, ConfigError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -70,8 +70,10 @@ class RuleConf:
 class PrewarmConf:
     """Warm spares: the next attempt's interpreters, started ahead with the slow imports done."""
 
-    modules: list[str] = field(default_factory=lambda: ["torch"], metadata={
-        "help": "Modules each spare imports ahead of a restart; [] turns spares off."})
+    modules: list[str] = field(default_factory=list, metadata={
+        "help": "Modules each spare imports ahead of a restart, e.g. [torch]; [] (the default) "
+                "turns spares off. Opt-in: a warm worker differs slightly from a fresh interpreter "
+                "(README, Warm restarts)."})
     after_s: float = _key(2.0, "Seconds after an attempt starts before its spares start "
                           "(the attempt's own imports go first).")
 
@@ -91,8 +93,9 @@ class RestartConf:
     crash_loop_window_s: float = _key(300.0, "The crash-loop guard's window, in seconds.")
     reset_after_s: float = _key(
         0.0, "An attempt that ran this long before failing gives the whole budget back (0: never).")
-    prewarm: PrewarmConf = _keys(PrewarmConf, "Warm spares: restarts skip the interpreter start and "
-                                 "the imports of `modules` (when the policy can restart).")
+    prewarm: PrewarmConf = _keys(PrewarmConf, "Warm spares (off unless `modules` is set, or "
+                                 "restart=warm): restarts skip the interpreter start and the imports "
+                                 "of `modules` (when the policy can restart).")
 
 
 @dataclass

@@ -26,7 +26,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runner.errors import ExitStatus, LaunchError
@@ -34,11 +33,11 @@ from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.record import writer as record
 from runner.runtime import final_report as report
-from runner.runtime import restart
+from runner.runtime import processes, restart
 from runner.runtime.console import Console, wants_panel
+from runner.runtime.custody import Custody
 from runner.runtime.env import AttemptContext, file_timers_enabled, omp_default
 from runner.runtime.filetimer import FileTimerServer
-from runner.runtime.guard import OrphanGuard
 from runner.runtime.health import HealthMonitor
 from runner.runtime.logs import OutputStream
 from runner.runtime.membership import Interrupted, Membership, Round
@@ -49,26 +48,13 @@ from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.runtime.spares import SparePool
 from runner.runtime.usage_error import usage_error
 from runner.runtime.workers import Worker, WorkerGroup
-from runner.state import AttemptResult, JobState, RunResult, WorkerState, first_failure
+from runner.state import AttemptOutcome, AttemptResult, JobState, RunResult, WorkerState, first_failure
 
 if TYPE_CHECKING:
     from runner.runtime.panel import PanelSampler
 
 PANEL_INTERVAL_S = 1.0
-
-
-@dataclass
-class AttemptOutcome:
-    """How one attempt ended: all succeeded, a rank failed, the membership changed, or a stop
-    signal arrived."""
-
-    result: AttemptResult
-    signal: int | None = None
-    regroup: bool = False
-
-    @property
-    def succeeded(self) -> bool:
-        return self.result.state is WorkerState.SUCCEEDED
+MAX_SELECT_S = 3600.0
 
 
 class Agent:
@@ -82,12 +68,14 @@ class Agent:
         self.environ = dict(os.environ if environ is None else environ)
         self.token = uuid.uuid4().hex
         self.history: list[AttemptResult] = []
+        # Running counts over `history`: each restart decision is O(1), however long the job.
+        self._ledger = restart.RestartLedger(plan.restart)
         self._selector = selectors.DefaultSelector()
         self._inbox = SignalInbox()
         self._paths: RunPaths | None = None
         self._events: record.EventLog | None = None
         self._notes: Notes | None = None
-        self._guard: OrphanGuard | None = None
+        self._custody = Custody(self.token, self._event, self._note)
         self._timers: FileTimerServer | None = None
         # A stop signal that arrived while a failed group was being stopped: it ends the job.
         self._interrupt: int | None = None
@@ -119,19 +107,22 @@ class Agent:
     def _supervised_run(self) -> RunResult:
         """Handlers and the guard exist before the first worker does, and outlive the last."""
         assert self._paths is not None
+        processes.raise_fd_limit()  # five descriptors a worker: 200 workers pass `ulimit -n 256`
         self._inbox.install()
         self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
-        self._guard = OrphanGuard(self.token)
         if file_timers_enabled(self.plan, self.environ):
             self._timers = FileTimerServer(self._paths.timer_fifo)
             self._selector.register(self._timers.fileno(), selectors.EVENT_READ, self._timers)
+        self._custody.start()  # last: `finally` leaves the cgroup
+        self._selector.register(self._custody.fileno(), selectors.EVENT_READ, self._custody)
         try:
             return self._run_attempts()
         finally:
+            spares = self._spares.pids()
             self._spares.close()
             if self._timers is not None:
                 self._timers.close()
-            self._guard.close()
+            self._custody.close(spares)
             self._inbox.uninstall()
             self._selector.close()
 
@@ -170,8 +161,8 @@ class Agent:
 
     def _decide(self, outcome: AttemptOutcome, spent: int = 0) -> restart.RestartDecision:
         usage = usage_error(self.plan.restart, self.history)  # not worth a restart, whatever the budget
-        decision = (restart.RestartDecision(False, usage) if usage
-                    else restart.decide(self.plan.restart, self.history, shared_spent=spent))
+        decision = (restart.RestartDecision(False, usage) if usage else restart.decide(
+            self.plan.restart, self.history, shared_spent=spent, ledger=self._ledger))
         cause = first_failure(outcome.result.failures)
         what = "the group failed"
         if cause is not None:
@@ -188,7 +179,7 @@ class Agent:
         """Back off before the next attempt; a stop signal ends the wait (and the job)."""
         deadline = time.monotonic() + delay_s
         while time.monotonic() < deadline:
-            for key, _ in self._selector.select(max(0.0, deadline - time.monotonic())):
+            for key, _ in self._selector.select(_select_timeout(deadline)):
                 if key.data is None:
                     stop = next((s for s in self._inbox.drain() if s in STOP_SIGNALS), None)
                     if stop is not None:
@@ -196,6 +187,8 @@ class Agent:
                         return stop
                 elif isinstance(key.data, FileTimerServer):
                     key.data.read()
+                elif isinstance(key.data, Custody):
+                    key.data.guard_died()
         return None
 
     def _interrupted(self, signum: int) -> RunResult:
@@ -301,9 +294,8 @@ class Agent:
             self._note(f"no warm spares: {e}; restarts start cold")
             self._spares.close()
             return
-        assert self._guard is not None
         for pid in pids:
-            self._guard.watch(pid)
+            self._custody.watch(pid)
         self._event("spares", attempt=group.attempt + 1, pids=pids,
                     modules=list(self.plan.restart.prewarm.modules))
 
@@ -347,6 +339,10 @@ class Agent:
             self._event("stop", attempt=group.attempt, signal=signal.Signals(signum).name,
                         ranks=[w.rank for w in running], grace_s=grace_s)
             group.signal(signum)
+            if signum != signal.SIGKILL:
+                # A stopped (SIGSTOP, SIGTSTP) worker cannot run its handler until continued:
+                # continue it right after, as systemd does.
+                group.signal(signal.SIGCONT)
             began = time.monotonic()
             self._wait_until_ended(group, began + grace_s)
             waited = time.monotonic() - began
@@ -363,6 +359,7 @@ class Agent:
                        f"(uninterruptible sleep?); leaving it behind", rank=worker.rank, pid=worker.pid)
             group.abandon(worker)
         swept = group.sweep(self.token, signal.SIGKILL, self._spares.pids())
+        swept += self._custody.sweep([*self._spares.pids(), *(w.pid for w in group.workers if w.pid)])
         if swept:
             self._event("swept", pids=swept)
         self._release(group)
@@ -378,7 +375,7 @@ class Agent:
 
     def _wait(self, group: WorkerGroup, deadline: float | None, stopping: bool) -> list[int]:
         """One turn of the loop: pump output, note exits. Returns the signals received."""
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        timeout = None if deadline is None else _select_timeout(deadline)
         signums: list[int] = []
         for key, _ in self._selector.select(timeout):
             if key.data is None:
@@ -388,6 +385,8 @@ class Agent:
                     self._selector.unregister(key.fd)
             elif isinstance(key.data, FileTimerServer):
                 key.data.read()
+            elif isinstance(key.data, Custody):
+                key.data.guard_died()
             else:
                 self._on_exit(group, key.data, stopping)
         return signums
@@ -400,8 +399,8 @@ class Agent:
 
     def _watch(self, worker: Worker) -> None:
         """Register a fresh worker's pidfd and pipes, and tell the guard its process group."""
-        assert worker.process is not None and self._guard is not None
-        self._guard.watch(worker.process.pid)
+        assert worker.process is not None
+        self._custody.watch(worker.process.pid)
         self._selector.register(worker.process.pidfd, selectors.EVENT_READ, worker)
         for stream in worker.streams:
             self._selector.register(stream.fd, selectors.EVENT_READ, stream)
@@ -436,6 +435,12 @@ class Agent:
     def _note(self, message: str, **fields: object) -> None:
         if self._notes is not None:
             self._notes.note(message, **fields)
+
+
+def _select_timeout(deadline: float) -> float:
+    """Seconds until `deadline`, at most MAX_SELECT_S: epoll rejects a timeout over ~24 days,
+    and every caller loops until its deadline anyway."""
+    return min(MAX_SELECT_S, max(0.0, deadline - time.monotonic()))
 
 
 def _earliest(*times: float | None) -> float | None:

@@ -16,6 +16,16 @@ from pathlib import Path
 from runner.runtime.console import Console
 
 READ_SIZE = 65536
+# One pump reads at most this much, so one chatty rank cannot hold the loop (and the signals,
+# exits and other ranks it serves) for longer than a few reads.
+PUMP_BYTES = 4 * READ_SIZE
+# A console line longer than this is split, as container log drivers split at 16 KiB: memory
+# per stream stays bounded and a line without a newline costs linear time, not quadratic.
+LINE_MAX = 16384
+# Marks a console line that continues the one before (a split line); the log file has none.
+CONTINUED = b"(cont) "
+# What `close()` still reads from a pipe whose worker has ended (its children may hold it).
+DRAIN_BYTES = 64 * 1024 * 1024
 
 
 class OutputStream:
@@ -30,14 +40,17 @@ class OutputStream:
         self._console = console
         self._stream = stream
         self._prefix = prefix
-        self._partial = b""
+        self._partial = b""  # the unterminated tail, never longer than LINE_MAX
+        self._continued = False  # whether _partial continues a line already partly shown
         self.last_line = b""
         self.last_activity = time.monotonic()
         self.open = True
 
-    def pump(self) -> bool:
-        """Read what is there. False once the pipe is at EOF (the stream is then closed)."""
-        while self.open:
+    def pump(self, max_bytes: int = PUMP_BYTES) -> bool:
+        """Read what is there, up to `max_bytes`. False once the pipe is at EOF (the stream is
+        then closed); True while it is open, though more may be waiting (the selector says)."""
+        done = 0
+        while self.open and done < max_bytes:
             try:
                 data = os.read(self.fd, READ_SIZE)
             except BlockingIOError:
@@ -45,17 +58,49 @@ class OutputStream:
             if not data:
                 self.close()
                 return False
+            done += len(data)
             os.write(self._file, data)
             self.last_activity = time.monotonic()
             self._echo(data)
-        return False
+        return self.open
+
+    def drain(self, max_bytes: int = DRAIN_BYTES) -> None:
+        """Read all that is waiting (up to `max_bytes`), then close."""
+        self.pump(max_bytes)
+        self.close()
 
     def _echo(self, data: bytes) -> None:
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
+        """Complete lines (and full LINE_MAX pieces of a longer one) to the console; only the
+        new data is scanned, and the kept tail is bounded."""
+        *lines, tail = data.split(b"\n")
+        out: list[bytes] = []
         if lines:
-            self.last_line = lines[-1]
-            self._write_console(lines)
+            lines[0] = self._partial + lines[0]
+            self._partial = b""
+            for line in lines:
+                out += self._pieces(line)
+                self._continued = False
+        self._partial += tail
+        while len(self._partial) >= LINE_MAX:
+            out.append(self._mark(self._partial[:LINE_MAX]))
+            self._partial = self._partial[LINE_MAX:]
+            self._continued = True
+        if out:
+            self.last_line = out[-1]
+            self._write_console(out)
+
+    def _pieces(self, line: bytes) -> list[bytes]:
+        """A complete line as console lines of at most LINE_MAX bytes (continuations marked)."""
+        if not line and self._continued:  # the newline right after a full piece: no empty line
+            return []
+        pieces = []
+        for at in range(0, max(1, len(line)), LINE_MAX):
+            pieces.append(self._mark(line[at:at + LINE_MAX]))
+            self._continued = True
+        return pieces
+
+    def _mark(self, piece: bytes) -> bytes:
+        return CONTINUED + piece if self._continued else piece
 
     def _write_console(self, lines: list[bytes]) -> None:
         if self._console is None:
@@ -68,8 +113,8 @@ class OutputStream:
             return
         self.open = False
         if self._partial:
-            self.last_line = self._partial
-            self._write_console([self._partial])
+            self.last_line = self._mark(self._partial)
+            self._write_console([self.last_line])
             self._partial = b""
         os.close(self._file)
 

@@ -17,12 +17,14 @@ Exits are noticed through a pidfd (readable when the process ends): no polling.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from runner.devices import nofile_ceiling
 from runner.errors import LaunchError
 
 _PR_SET_PDEATHSIG = 1
@@ -30,15 +32,36 @@ _PR_SET_PDEATHSIG = 1
 # sleep may never go): stopping a worker or a spare is always bounded in time.
 KILL_WAIT_S = 5.0
 SETPRIV = shutil.which("setpriv")
+PRLIMIT = shutil.which("prlimit")
+# The open-file limits the agent started with, when `raise_fd_limit` changed them: workers get
+# these back, so user code sees the limits it would have seen without erun.
+_saved_nofile: tuple[int, int] | None = None
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def raise_fd_limit() -> None:
+    """Raise the open-file soft limit to the hard limit: many workers need many descriptors
+    here. Workers still start with the original limits (see `spawn`)."""
+    global _saved_nofile
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = nofile_ceiling()
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):  # not allowed here: the capacity check already used the hard limit
+        return
+    _saved_nofile = _saved_nofile or (soft, hard)
+
+
+def _die_with_parent(parent_pid: int, nofile: tuple[int, int] | None = None) -> None:
     """Runs in the child between fork and exec (single-threaded agent: safe)."""
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the agent died before prctl took effect
         os._exit(1)
+    if nofile is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
 
 def _findable(program: str, env: Mapping[str, str], cwd: str | None) -> bool:
@@ -80,9 +103,13 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
     err_r, err_w = os.pipe()
     parent = os.getpid()
     command: list[str] = list(argv)
-    preexec: Callable[[], None] | None = lambda: _die_with_parent(parent)  # noqa: E731
-    if SETPRIV is not None and argv and _findable(argv[0], env, cwd):
+    nofile = _saved_nofile
+    preexec: Callable[[], None] | None = lambda: _die_with_parent(parent, nofile)  # noqa: E731
+    vfork_ok = nofile is None or PRLIMIT is not None
+    if SETPRIV is not None and argv and _findable(argv[0], env, cwd) and vfork_ok:
         command, preexec = [SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
+        if nofile is not None:  # the worker's open-file limits as they were before erun raised them
+            command = [str(PRLIMIT), f"--nofile={nofile[0]}:{nofile[1]}", "--", *command]
     try:
         popen = subprocess.Popen(
             command, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,

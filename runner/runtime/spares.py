@@ -6,7 +6,9 @@ fills a `SparePool`: one spare per local rank (`runner/spare.py`, run by path wi
 interpreter), spawned by `runner.runtime.processes` exactly like a worker (its own session,
 PR_SET_PDEATHSIG, the job token, stdout/stderr pipes) with the environment the rank will have
 in the next attempt, so that anything read at import time sees the same values. Each spare
-imports `restart.prewarm.modules` and blocks on a pipe.
+imports `restart.prewarm.modules` and blocks on a pipe. Opt-in: with no modules (the default)
+there are no spares, since a warm worker is not exactly a fresh interpreter (README.md,
+"Warm restarts", lists what differs).
 
 When the next attempt starts, `take` hands the rank to its spare: the agent writes the rank's
 argv, full environment and cwd to the pipe, and the spare becomes the worker (same process,
@@ -44,10 +46,12 @@ class Spare:
         self.control_fd = control_fd
 
     def hand_over(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> bool:
-        """Tell the spare which worker to become. False if it is gone or the message cannot go."""
+        """Tell the spare which worker to become (`argv`: its full command line, interpreter
+        first). False if it is gone or the message cannot go."""
         if self.process.reap() is not None:
             return False
-        message = json.dumps({"argv": list(argv), "env": dict(env), "cwd": cwd}).encode()
+        message = json.dumps({"argv": worker_argv(argv), "orig_argv": list(argv), "env": dict(env),
+                              "cwd": cwd}).encode()
         try:
             if len(message) > PIPE_SIZE:  # a huge environment: grow the pipe so one write fits
                 fcntl.fcntl(self.control_fd, fcntl.F_SETPIPE_SZ, min(len(message), MAX_MESSAGE))
@@ -109,7 +113,7 @@ class SparePool:
         spare = self._spares.pop(local_rank, None)
         if spare is None:
             return None
-        if spare.hand_over(worker_argv(argv), env, cwd):
+        if spare.hand_over(argv, env, cwd):
             return spare.process
         spare.discard()
         return None

@@ -209,8 +209,7 @@ class WorkerGroup:
         for worker in self.workers:
             for stream in worker.streams:
                 if stream.open:
-                    stream.pump()
-                    stream.close()
+                    stream.drain()
             if worker.process is not None:
                 worker.process.close()
 

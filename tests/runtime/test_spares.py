@@ -162,10 +162,13 @@ def test_a_torch_worker_restarts_warm_and_initialises_gloo(erun: Erun, no_surviv
 
 def pool(**restart: Any) -> SparePool:
     entrypoint = restart.pop("entrypoint", EntrypointPlan(EntrypointKind.SCRIPT, "train.py"))
+    restart.setdefault("prewarm", PREWARM)  # spares are opt-in: turned on explicitly
     return SparePool(JobPlan(entrypoint, 2, "run", "id", restart=RestartPlan(**restart)))
 
 
 def test_spares_only_where_a_restart_can_happen_and_python_runs() -> None:
+    assert not SparePool(JobPlan(EntrypointPlan(EntrypointKind.SCRIPT, "t.py"), 2, "run", "id",
+                                 restart=RestartPlan(max_restarts=1))).enabled  # off by default
     assert pool(max_restarts=1).enabled
     assert not pool(max_restarts=0).enabled
     assert pool(max_restarts=0, default="always").enabled
@@ -197,8 +200,8 @@ def test_the_plan_carries_prewarm_from_the_config_and_back(tmp_path: Path) -> No
     assert plan.restart.prewarm == PrewarmPlan(("torch", "numpy"), 5.0)
     assert JobPlan.from_dict(json.loads(plan.to_json())).restart.prewarm == plan.restart.prewarm
     assert "warm spares importing torch, numpy from 5 s" in describe(plan)
-    assert compile_(tmp_path, restart={"max_restarts": 2}).restart.prewarm == PrewarmPlan(("torch",), 2.0)
-    off = compile_(tmp_path, restart={"max_restarts": 2, "prewarm": {"modules": []}})
+    off = compile_(tmp_path, restart={"max_restarts": 2})  # spares are opt-in: off unless asked for
+    assert off.restart.prewarm == PrewarmPlan((), 2.0) and not SparePool(off).enabled
     assert "warm spares" not in describe(off)
     err = pytest.raises(ConfigError, compile_, tmp_path, restart={"prewarm": {"modules": ["a b"]}}).value
     assert err.key == "restart.prewarm.modules"
