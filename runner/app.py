@@ -30,7 +30,6 @@ from runner.config.hydra_run import run_hydra
 from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus
 from runner.overrides import JOB_OVERRIDE_KEY
 from runner.paths import RunPaths, SweepPaths
-from runner.words import display_path
 
 if TYPE_CHECKING:
     from runner.config.sources import CompileContext, KeySources
@@ -39,13 +38,12 @@ if TYPE_CHECKING:
     from runner.sweep.points import PreparedPoint, SweepContext
 
 
-PRESET_GROUPS = ("restart", "rdzv")
-
-
 def main(argv: list[str]) -> int:
     """Run the job(s) `argv` describes; the exit status of the job, or of the first failed point."""
     with tempfile.TemporaryDirectory(prefix="erun-conf-") as staging:
         invocation = argv_mod.shape(argv, Path.cwd(), Path(staging))
+        for note in invocation.notes:
+            print(f"erun: note: {note}", file=sys.stderr, flush=True)
         session = Session(invocation)
         try:
             run_hydra(Path(staging), invocation, session.run_point)
@@ -88,9 +86,6 @@ class Session:
 
         hydra_cfg = HydraConfig.get()
         plan = compile_job(cfg, self._context(hydra_cfg, host))
-        job = self.invocation.job(hydra_cfg.runtime.choices.get(JOB_OVERRIDE_KEY))
-        for note in preset_notes(job, task_overrides(hydra_cfg), self.invocation.cwd):
-            print(f"erun: note: {note}", file=sys.stderr)
         if self.invocation.dry_run:
             self._dry_run(plan, hydra_cfg)
         return PreparedPoint(plan, record_files(plan, cfg), tuple(task_overrides(hydra_cfg)))
@@ -175,27 +170,6 @@ def key_sources(job: jobfile.JobFile | None, hydra_cfg: Any) -> KeySources:
     if job is None:
         return KeySources(cli_keys=cli)
     return KeySources(job_file=str(job.path), job_keys=job.dotted_keys(), cli_keys=cli)
-
-
-def preset_notes(job: jobfile.JobFile | None, overrides: list[str], cwd: Path) -> list[str]:
-    """Presets chosen on the command line lose to keys the job file sets: say so, once each."""
-    if job is None:
-        return []
-    notes = []
-    for override in overrides:
-        group, _, name = override.partition("=")
-        if group not in PRESET_GROUPS:
-            continue
-        preset = next((d / group / f"{name}.yaml" for d in (jobfile.SHIPPED_CONF, cwd / "conf")
-                       if (d / group / f"{name}.yaml").is_file()), None)
-        if preset is None:
-            continue
-        data = jobfile.load_preset(preset)
-        clash = sorted(f"{group}.{k}" for k in data if f"{group}.{k}" in job.dotted_keys())
-        if clash:
-            notes.append(f"{display_path(job.path)} sets {', '.join(clash)}, which wins over the preset "
-                         f"{override}; set {clash[0]}=... on the command line to change it")
-    return notes
 
 
 def start(prepared: PreparedPoint, environ: dict[str, str]) -> int:

@@ -88,13 +88,50 @@ def _hydra(args: Sequence[str]) -> int:
         return app_main(list(args))
 
 
+def _runs(args: Sequence[str]) -> int:
+    """`erun runs [-n N]`: the recent runs, newest first."""
+    from runner.report.runs import main as runs_main
+
+    return runs_main(args)
+
+
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     # Each imports its module when called, so `erun` starts fast.
     "run-plan": _run_plan,
     "report": _report,
     "status": _status,
     "torchrun": _torchrun,
+    "runs": _runs,
 }
+# What `erun --help` says of each subcommand, one line each (besides Hydra's help of a job run).
+SUBCOMMAND_HELP = {
+    "torchrun": ("erun torchrun [torchrun flags] SCRIPT ARGS", "run a torchrun command line under erun"),
+    "status": ("erun status [RUN_DIR]", "where a run stands now (default: the newest run)"),
+    "report": ("erun report [RUN_DIR] [--html PATH]", "what happened in a run or a sweep, and an HTML page"),
+    "runs": ("erun runs [-n N]", "the recent runs: state, name, start time, run directory"),
+    "run-plan": ("erun run-plan PLAN.json [--run-dir DIR]", "run a compiled plan (a plan.json) as is"),
+}
+HELP_FLAGS = ("--help", "-h")
+VERSION_FLAGS = ("--version",)
+
+
+def subcommands_help() -> str:
+    width = max(len(usage) for usage, _ in SUBCOMMAND_HELP.values())
+    lines = ["== Subcommands (erun SUBCOMMAND --help for each) =="]
+    return "\n".join(lines + [f"  {usage:<{width}}  {what}" for usage, what in SUBCOMMAND_HELP.values()])
+
+
+def version_text() -> str:
+    """erun's version and Hydra's (read from the installed metadata: Hydra is not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from runner import __version__
+
+    try:
+        hydra = version("hydra-core")
+    except PackageNotFoundError:
+        hydra = "not installed"
+    return f"erun {__version__}\nHydra {hydra}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,7 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command is not None:
             return command(args[1:])
-        return _hydra(args)
+        if any(a in VERSION_FLAGS for a in args):
+            print(version_text(), flush=True)
+            return 0
+        status = _hydra(args)
+        if any(a in HELP_FLAGS for a in args):
+            print(f"\n{subcommands_help()}", flush=True)
+        return status
     except ErunError as e:
         print(str(e) if str(e).startswith("erun:") else f"erun: error: {e}", file=sys.stderr)
         return int(e.exit_status)

@@ -7,6 +7,7 @@ Nothing else in erun spells a file name of a run or sweep directory: writers and
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,11 @@ HYDRA_SUBDIR = ".hydra"  # Hydra's record of a run: config.yaml, hydra.yaml, ove
 RETRY_SUFFIX = "_retry"
 # A sweep's point folders: N, or N_retryK when --resume ran point N again.
 POINT_DIR = re.compile(rf"\d+({RETRY_SUFFIX}\d+)?")
+# Where the per-user index of recent runs lives: $ERUN_STATE_DIR, else $XDG_STATE_HOME/erun,
+# else ~/.local/state/erun (tests point ERUN_STATE_DIR at a temporary folder).
+STATE_DIR_VAR = "ERUN_STATE_DIR"
+# Where a plain `erun +job=...` puts its run directories (conf/config.yaml's hydra.run.dir).
+OUTPUTS_DIR = "outputs"
 
 
 @dataclass(frozen=True)
@@ -121,3 +127,21 @@ class SweepPaths:
         """Point folders in order: N, then its reruns N_retry1, N_retry2, ..."""
         number, _, retry = folder.name.partition(RETRY_SUFFIX)
         return int(number), int(retry or 0)
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """erun's per-user state: state_dir/runs.jsonl, one line per run started (the newest last)."""
+
+    state_dir: Path
+
+    @classmethod
+    def of(cls, environ: Mapping[str, str]) -> StatePaths:
+        if environ.get(STATE_DIR_VAR):
+            return cls(Path(environ[STATE_DIR_VAR]))
+        home = Path(environ.get("HOME") or Path.home())
+        return cls(Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "erun")
+
+    @property
+    def runs_index(self) -> Path:
+        return self.state_dir / "runs.jsonl"

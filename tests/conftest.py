@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 import pytest
 
+from runner.paths import STATE_DIR_VAR
 from runner.plan import EntrypointPlan, JobPlan, LogsPlan, RestartPlan
 from runner.runtime.agent import Agent
 from runner.state import AttemptResult, ExitInfo, Failure, JobState, RunResult, WorkerResult, WorkerState
@@ -211,6 +212,19 @@ def _describe(proc: psutil.Process) -> str:
         return f"pid {proc.pid}: {' '.join(proc.cmdline())}"
     except psutil.Error:
         return f"pid {proc.pid}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _runs_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every agent a test starts records its run in a temporary index, never in the user's
+    ~/.local/state/erun (subprocess agents inherit the variable)."""
+    saved = os.environ.get(STATE_DIR_VAR)
+    os.environ[STATE_DIR_VAR] = str(tmp_path_factory.mktemp("erun-state"))
+    yield
+    if saved is None:
+        os.environ.pop(STATE_DIR_VAR, None)
+    else:
+        os.environ[STATE_DIR_VAR] = saved
 
 
 @pytest.fixture

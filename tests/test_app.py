@@ -185,12 +185,20 @@ def test_a_failing_job_exits_1(tmp_path: Path) -> None:
     assert read_summary(tmp_path / "out")["state"].lower() == "failed"
 
 
-def test_a_preset_the_job_file_overrides_gets_a_note(tmp_path: Path) -> None:
+def test_a_preset_on_the_command_line_wins_over_the_job_files_keys_of_its_group(tmp_path: Path) -> None:
     write_recorder_job(tmp_path, extra="restart:\n  max_restarts: 2\n")
-    result = erun(["+job=train", "restart=never", "--dry-run"], tmp_path)
-    assert result.returncode == 0
-    note = "note: train.yaml sets restart.max_restarts, which wins over the preset restart=never"
-    assert note in result.stderr
+    (tmp_path / "fail.py").write_text("raise SystemExit(4)\n")
+    result = erun(["+job=train", "restart=never", "entrypoint=fail.py", "hydra.run.dir=out"], tmp_path)
+    assert result.returncode == 1
+    note = ("erun: note: restart=never on the command line wins over train.yaml's restart.max_restarts "
+            "(set restart.KEY=... on the command line to change one)")
+    assert result.stderr.count(note) == 1, result.stderr
+    assert read_summary(tmp_path / "out")["attempts"] == 1
+    assert "giving up (no restarts allowed" in result.stderr
+    assert "max_restarts: 2" in (tmp_path / "train.yaml").read_text()  # the user's file is untouched
+    # without a preset on the command line the job file's keys stand
+    kept = erun(["+job=train", "--dry-run"], tmp_path).stdout
+    assert "restart:    up to 2 times after a failure" in kept, kept
 
 
 # -- the shipped examples ----------------------------------------------------------------------

@@ -12,19 +12,28 @@ search path. Every mistake is a one-line `ConfigError` (exit 2).
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from runner.config import jobfile
 from runner.config.keys import did_you_mean, schema_keys
 from runner.errors import COMMAND_LINE, ConfigError
 from runner.overrides import JOB_OVERRIDE_KEY, JOB_SPELLINGS
+from runner.words import display_path
 
 RESUME_FLAG = "--resume"
 DRY_RUN_FLAGS = {"--dry-run": "text", "--dry-run=text": "text", "--dry-run=json": "json"}
 CONFIG_NAME = "config"
+# The preset groups: a preset picked on the command line (restart=never) wins over the job
+# file's keys of its group, which are then set aside (the job file's defaults list is Hydra's).
+PRESET_GROUPS = ("restart", "rdzv")
+FLAG_CUTOFF = 0.75  # how close an unknown --flag must be to a known one to be called a typo of it
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Invocation:
     jobs: list[jobfile.JobFile]
     cwd: Path
     dry_run: str | None = None  # None, "text" or "json"
+    # What erun made of the command line, for the user to know (`erun train.yaml` ran +job=...).
+    notes: tuple[str, ...] = ()
     # The environment erun was started with (Hydra's HYDRA_FULL_ERROR is not the workers' business).
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
@@ -44,19 +55,38 @@ class Invocation:
 
 def shape(argv: list[str], cwd: Path, staging: Path) -> Invocation:
     """The invocation `argv` describes, its job files staged in `staging` (Hydra's config dir)."""
-    dry_run, args = split_dry_run(argv)
+    args, first_word = job_as_first_word(argv, cwd)
+    dry_run, args = split_dry_run(args)
     resume, args = split_resume(args)
     flags, args = split_flags(args)
     args = resume_overrides(resume, args, flags)
     args = [open_mapping_override(a) for a in args]
     args, jobs = stage_jobs(args, cwd, staging)
+    jobs, set_aside = set_aside_preset_keys(args, jobs, staging)
     if not any(a.startswith("hydra.output_subdir=") for a in args):
         # erun writes .hydra/ itself once the run is sure to start: a refused or dry run
         # leaves nothing, and never overwrites an earlier run's record.
         args.insert(0, "hydra.output_subdir=null")
     # argparse wants the overrides in one block: erun's and the user's, then the flags.
     hydra_args = search_path_overrides(args, cwd) + args + flags
-    return Invocation(hydra_args, jobs, cwd, dry_run)
+    return Invocation(hydra_args, jobs, cwd, dry_run, notes=first_word + set_aside)
+
+
+def job_as_first_word(argv: list[str], cwd: Path) -> tuple[list[str], tuple[str, ...]]:
+    """`erun train.yaml ...` (the natural first try) is `erun +job=train.yaml ...`, said in a
+    note; a first word that looks like a job file but is none is a one-line error."""
+    first = argv[0] if argv else ""
+    if not first.endswith(jobfile.SUFFIXES) or first.startswith(("-", "+")) or "=" in first:
+        return argv, ()
+    try:
+        jobfile.find(first, cwd)
+    except ConfigError as e:
+        near = re.fullmatch(r"did you mean `(.*)`\?", e.fix)
+        fix = f"did you mean +job={near[1]}.yaml?" if near else "give the job file as +job=PATH"
+        raise ConfigError(None, f"{first} is not a job file erun can find (looked in ., ./conf/job and "
+                          "erun's shipped jobs)", fix, COMMAND_LINE) from None
+    note = f"running {first} as +job={first} (a job file is given as +job=FILE)"
+    return [f"+job={first}", *argv[1:]], (note,)
 
 
 def split_dry_run(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -110,8 +140,9 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
         name = arg.split("=", 1)[0]
         action = actions.get(name)
         if action is None:
-            hint = did_you_mean(name, [*actions, "--dry-run", RESUME_FLAG])
-            raise ConfigError(None, f"unknown flag {arg}", hint or "see erun --help", COMMAND_LINE)
+            following = args[i] if i < len(args) else ""
+            hint = flag_hint(arg, following, [*actions, "--dry-run", RESUME_FLAG])
+            raise ConfigError(None, f"unknown flag {arg}", hint, COMMAND_LINE)
         flags.append(arg)
         takes_value = action.nargs is None or (action.nargs == "?" and i < len(args)
                                                and args[i] in (action.choices or ()))
@@ -119,6 +150,28 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
             flags.append(args[i])  # e.g. --cfg job, --info searchpath
             i += 1
     return flags, overrides
+
+
+def flag_hint(arg: str, following: str, flags: list[str]) -> str:
+    """The fix for an unknown flag: `--nproc=4` is nproc=4, a near miss of a flag of erun's or
+    Hydra's is that flag, and any other `--x=v` (torchrun's habit) is the job's own value params.x=v."""
+    name, _, value = arg.partition("=")
+    if not name.startswith("--"):
+        return did_you_mean(name, flags) or "see erun --help"
+    if not value and following and not following.startswith("-") and "=" not in following:
+        value = following  # --lr 0.01
+    key = name[2:].replace("-", "_")
+    if key in schema_keys():
+        return f"erun's job keys take no dashes: {key}={value or '...'}"
+    import difflib  # only a mistake needs it
+
+    # Closer than did_you_mean's cutoff: `--lr` is not a typo of `--run`.
+    long_flags = [f for f in flags if f.startswith("--")]
+    near = difflib.get_close_matches(name, long_flags, n=1, cutoff=FLAG_CUTOFF)
+    if near:
+        return f"did you mean `{near[0]}`?"
+    own = f"params.{name[2:]}={value or '...'}"
+    return f"the job's own values go under params: {own} (your script gets {name}=...)"
 
 
 def open_mapping_override(arg: str) -> str:
@@ -144,9 +197,51 @@ def stage_jobs(args: list[str], cwd: Path, staging: Path) -> tuple[list[str], li
         out.append(f"{JOB_OVERRIDE_KEY}={','.join(j.choice for j in found)}")
     jobfile.stage(jobs, staging)
     stage_erun_config(staging)
-    if len({j.choice for j in jobs}) == 1 and not any(a.startswith("hydra.job.name=") for a in out):
-        out.insert(0, f"hydra.job.name={jobs[0].choice}")
+    name = job_name(out, jobs)
+    if name and not any(a.startswith("hydra.job.name=") for a in out):
+        out.insert(0, f"hydra.job.name='{name}'")  # quoted: a job named null, true or 1e-3 stays a name
     return out, jobs
+
+
+def job_name(args: list[str], jobs: list[jobfile.JobFile]) -> str:
+    """What names the run directory (`..._NAME`): `name=` on the command line, else the job
+    file's `name`, else the job file's name; '' when neither is known (Hydra's default)."""
+    typed = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0].lstrip("+") == "name" and "=" in a]
+    if typed and not any(c in typed[-1] for c in ("${", ",", "(")):  # not swept nor interpolated
+        return path_safe(typed[-1])
+    if len({j.choice for j in jobs}) != 1:
+        return ""
+    given = jobs[0].data.get("name")
+    return path_safe(str(given)) if isinstance(given, str) and given else jobs[0].choice
+
+
+def path_safe(name: str) -> str:
+    """`name` as one folder name Hydra's override grammar accepts unquoted."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "job"
+
+
+def set_aside_preset_keys(args: list[str], jobs: list[jobfile.JobFile],
+                          staging: Path) -> tuple[list[jobfile.JobFile], tuple[str, ...]]:
+    """A preset picked on the command line (restart=never) wins over the job file's keys of its
+    group: each staged job file loses them (the user's file is untouched), with a note saying so."""
+    picked = {g: a for a in args for g in PRESET_GROUPS if re.fullmatch(rf"\+{{0,2}}{g}=.*", a)}
+    kept: list[jobfile.JobFile] = []
+    notes: list[str] = []
+    for job in jobs:
+        groups = [g for g in picked if isinstance(job.data.get(g), dict) and job.data[g]]
+        if not groups:
+            kept.append(job)
+            continue
+        for group in groups:
+            keys = ", ".join(sorted(k for k in job.dotted_keys() if k.startswith(group + ".")))
+            notes.append(f"{picked[group]} on the command line wins over {display_path(job.path)}'s "
+                         f"{keys} (set {group}.KEY=... on the command line to change one)")
+        job = dataclasses.replace(job, data={k: v for k, v in job.data.items() if k not in groups})
+        staged = staging / jobfile.JOB_GROUP / f"{job.choice}.yaml"
+        staged.unlink()
+        staged.write_text(yaml.safe_dump(dict(job.data), sort_keys=False))
+        kept.append(job)
+    return kept, tuple(notes)
 
 
 def stage_erun_config(staging: Path) -> None:

@@ -18,6 +18,9 @@ from runner.record.cause import failure_in_words
 from runner.state import JobState, WorkerState
 from runner.words import describe_exit
 
+# The event the agent writes first: its pid and host (runner.record.writer.record_start).
+AGENT_EVENT = "agent_start"
+
 
 class Outcome(str, enum.Enum):
     """How one rank (or one attempt) ended, as the timeline colours it."""
@@ -177,6 +180,11 @@ class RunRecord:
     @property
     def failures(self) -> list[FailureRecord]:
         return [f for a in self.attempts for f in a.failures]
+
+    @property
+    def agent(self) -> Event | None:
+        """The agent's start event (pid, host); None in records older than it."""
+        return next((e for e in self.events if e.kind == AGENT_EVENT), None)
 
     @property
     def restarts(self) -> int:

@@ -4,6 +4,8 @@
     events.jsonl           one JSON object a line; the last line may be half-written while the agent runs
     summary.json           the outcome: rewritten after each attempt with state RUNNING, final at the end
     .hydra/overrides.yaml  Hydra's record of the run's command-line overrides
+    job.yaml               the resolved job config, as text (the report page shows it)
+    attempt_N/rank_R/*.log the last line a rank wrote (erun status), read from the end
 
 A run that is still going (or whose agent died) has a RUNNING summary or none: what the summary
 lacks is rebuilt from the events, so the current attempt is always there. A Hydra multirun
@@ -273,6 +275,42 @@ def read_overrides(run_dir: Path) -> list[str] | None:
 def typed_overrides(run_dir: Path) -> list[str]:
     """The run's overrides as the user typed them (`+job=NAME`), [] when none are recorded."""
     return [as_typed(o) for o in read_overrides(run_dir) or []]
+
+# -- job.yaml ---------------------------------------------------------------------------------
+
+
+def read_job_config(run_dir: Path) -> str | None:
+    """The resolved job config the workers read, as text; None when the run has none."""
+    try:
+        return RunPaths(run_dir).job_config.read_text(errors="replace")
+    except OSError:
+        return None
+
+# -- attempt_N/rank_R/{stdout,stderr}.log ---------------------------------------------------
+
+TAIL_BYTES = 4096
+
+
+def last_output(run_dir: Path, attempt: int, rank: int) -> tuple[str, float] | None:
+    """The rank's last non-blank output line (of stdout or stderr, whichever was written last)
+    and when it was written; None before the rank wrote anything."""
+    paths = RunPaths(run_dir)
+    found = []
+    for path in (paths.stdout(attempt, rank), paths.stderr(attempt, rank)):
+        try:
+            with path.open("rb") as f:
+                f.seek(max(0, f.seek(0, 2) - TAIL_BYTES))
+                data = f.read()
+            written = path.stat().st_mtime
+        except OSError:
+            continue
+        lines = [line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+        if lines:
+            found.append((written, lines[-1].strip()))
+    if not found:
+        return None
+    written, line = max(found)
+    return line, written
 
 # -- the run as a whole ---------------------------------------------------------------------
 

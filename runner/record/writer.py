@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
+from runner.record import index
+from runner.record.model import AGENT_EVENT
 from runner.state import RunResult
 
 
@@ -52,6 +56,13 @@ def open_run_dir(plan: JobPlan) -> RunPaths:
                           "choose a writable directory (hydra.run.dir=...)") from None
     write_json(paths.plan, plan.to_dict())
     return paths
+
+
+def record_start(events: EventLog, plan: JobPlan, environ: Mapping[str, str]) -> None:
+    """The agent's pid and host (a report tells a killed agent from a running one), and the run
+    in the per-user index of recent runs (`erun runs`)."""
+    events.write(AGENT_EVENT, pid=os.getpid(), host=socket.gethostname())
+    index.add_run(environ, plan.run_dir, plan.name or Path(plan.run_dir).name, os.getpid())
 
 
 def write_summary(paths: RunPaths, result: RunResult) -> None:

@@ -6,12 +6,18 @@ All text from the record is escaped: a worker's stderr ends up in the page.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from runner.errors import ConfigError
+from runner.paths import RunPaths
 from runner.record.cause import cause_facts
 from runner.record.model import AttemptRecord, Event, FailureRecord, Outcome, RankSpan, RunRecord, SweepRecord
+from runner.record.read import read_job_config
 from runner.report.chart import COLOURS, esc, render_svg, run_chart, sweep_chart
 from runner.report.text import describe_event
 from runner.state import JobState
@@ -23,6 +29,10 @@ JOB_STATE_OUTCOME: Mapping[JobState, Outcome] = {
     JobState.INTERRUPTED: Outcome.STOPPED,
     JobState.RUNNING: Outcome.RUNNING,
 }
+# A YAML line whose key looks like a secret's; its value is not shown on the page.
+SECRET_LINE = re.compile(r"^(\s*[\w.-]*(?:key|token|secret|passw|credential|auth)[\w.-]*)[ \t]*:[ \t]*\S.*$",
+                         re.I | re.M)
+REDACTED = "<redacted>"
 # The page shows this many of the last events (the file has them all).
 EVENTS_SHOWN = 200
 
@@ -49,19 +59,53 @@ def html_document(title: str, body: Sequence[str]) -> str:
     ])
 
 
-def run_page(record: RunRecord) -> str:
-    """The report page of one run: summary, root cause, timeline, attempts, failures, events."""
+def run_page(record: RunRecord, page_dir: Path | None = None) -> str:
+    """The report page of one run: summary, root cause, timeline, attempts (with links to each
+    rank's logs, relative to `page_dir`, default the run directory), failures, events, job config."""
+    links = LogLinks(record.run_dir, page_dir or record.run_dir)
     body = [
         f"<h1>erun report: {esc(record.name)}</h1>",
         _run_facts(record),
         *_cause_section(record.root_cause),
         "<h2>Timeline</h2>",
         render_svg(run_chart(record)),
-        *_attempts_section(record),
+        *_attempts_section(record, links),
         *_failures_section(record),
         *_events_section(record.events),
+        *_job_config_section(record.run_dir),
     ]
     return html_document(f"erun report: {record.name}", body)
+
+
+@dataclass(frozen=True)
+class LogLinks:
+    """Links from the page to a rank's log files, relative (the folder can move as a whole)."""
+
+    run_dir: Path
+    page_dir: Path
+
+    def html(self, attempt: int, rank: int) -> str:
+        paths = RunPaths(self.run_dir)
+        links = []
+        for name, path in (("stdout", paths.stdout(attempt, rank)), ("stderr", paths.stderr(attempt, rank))):
+            if path.is_file():
+                href = os.path.relpath(path.resolve(), self.page_dir.resolve())
+                links.append(f'<a href="{esc(quote(href))}">{name}</a>')
+        return f" ({', '.join(links)})" if links else ""
+
+
+def _job_config_section(run_dir: Path) -> list[str]:
+    text = read_job_config(run_dir)
+    if text is None:
+        return []
+    return ["<details><summary>Job config (job.yaml, secrets redacted)</summary>",
+            f"<pre>{esc(redact(text))}</pre>", "</details>"]
+
+
+def redact(yaml_text: str) -> str:
+    """The config with the values of secret-looking keys (env.WANDB_API_KEY, password...) hidden:
+    the page is made to be mailed or attached to an issue."""
+    return SECRET_LINE.sub(lambda m: f"{m[1]}: {REDACTED}", yaml_text)
 
 
 def sweep_page(record: SweepRecord) -> str:
@@ -133,14 +177,15 @@ def _cause_section(cause: FailureRecord | None) -> list[str]:
     return parts
 
 
-def _attempts_section(record: RunRecord) -> list[str]:
-    rows = [_attempt_row(record, a) for a in record.attempts]
+def _attempts_section(record: RunRecord, links: LogLinks) -> list[str]:
+    rows = [_attempt_row(record, a, links) for a in record.attempts]
     return ["<h2>Attempts</h2>", "<table><tr><th>attempt</th><th>state</th><th>started</th>"
             "<th>duration</th><th>port</th><th>ranks</th></tr>", *rows, "</table>"]
 
 
-def _attempt_row(record: RunRecord, attempt: AttemptRecord) -> str:
-    ranks = "<br/>".join(esc(f"rank {s.rank}: {_span_text(s)}") for s in attempt.ranks)
+def _attempt_row(record: RunRecord, attempt: AttemptRecord, links: LogLinks) -> str:
+    ranks = "<br/>".join(esc(f"rank {s.rank}: {_span_text(s)}") + links.html(attempt.attempt, s.rank)
+                         for s in attempt.ranks)
     started = clock(attempt.start) if attempt.start else "-"
     return (f"<tr><td>{attempt.attempt}</td><td>{esc(attempt.state)}</td><td>{esc(started)}</td>"
             f"<td>{esc(duration(attempt.duration(record.now)))}</td>"

@@ -15,6 +15,8 @@ from runner.paths import RunPaths
 from runner.record import read as runlog
 from runner.record.cause import cause_facts
 from runner.record.model import AttemptRecord, FailureRecord, RunRecord, SweepRecord
+from runner.report.liveness import agent_gone
+from runner.report.runs import newest_run_dir
 from runner.report.text import INDENT, ArgParser, fact
 from runner.words import clock, duration, plural
 
@@ -23,12 +25,14 @@ def main(args: Sequence[str]) -> int:
     """The `report` subcommand."""
     parser = ArgParser(prog="erun report", description="Summarise a run directory (or a multirun sweep "
                        "directory) and write an HTML page with its timeline.")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the job's run directory, or a sweep directory")
+    parser.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
+                        help="the job's run directory, or a sweep directory (default: the newest run)")
     parser.add_argument("--html", metavar="PATH",
                         help="where to write the page (default RUN_DIR/report.html)")
     options = parser.parse_args(list(args))
-    record = runlog.load(options.run_dir)
-    html_path = Path(options.html) if options.html else RunPaths(Path(options.run_dir)).report_html
+    run_dir = Path(options.run_dir) if options.run_dir else newest_run_dir()
+    record = runlog.load(run_dir)
+    html_path = Path(options.html) if options.html else RunPaths(run_dir).report_html
     print(render(record, html_path), flush=True)
     return 0
 
@@ -40,7 +44,7 @@ def render(record: RunRecord | SweepRecord, html_path: Path) -> str:
         page.write_page(html_path, page.sweep_page(record))
         text = sweep_text(record)
     else:
-        page.write_page(html_path, page.run_page(record))
+        page.write_page(html_path, page.run_page(record, html_path.parent))
         text = run_text(record)
     return f"{text}\n{fact('html:', html_path)}"
 
@@ -63,8 +67,15 @@ def _facts(record: RunRecord) -> list[str]:
     state = record.state.value
     if record.exit_code is not None:
         state += f" (exit {record.exit_code}{', ' + record.signal if record.signal else ''})"
-    if not record.finished:
+    gone = agent_gone(record)
+    if gone:
+        assert record.agent is not None
+        state += (f", but its agent (pid {record.agent.get('pid')}) is gone: killed (or its node lost) "
+                  "before it recorded the job's end")
+    elif gone is None and not record.finished:
         state += ", still running (or its agent died: see erun status)"
+    elif not record.finished:
+        state += ", still running"
     facts = [("run dir:", str(record.run_dir)), ("state:", state),
              ("elapsed:", f"{duration(record.elapsed)}, {plural(len(record.attempts), 'attempt')}, "
                           f"{plural(record.restarts, 'restart')}")]

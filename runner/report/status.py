@@ -2,8 +2,9 @@
 
 Reads the run record (runner.record.read) and asks the OS (psutil) about each rank's pid: the
 current attempt, each rank's state, pid and whether that process is alive, the last events, and
-the time elapsed. A record that says RUNNING while none of its ranks is alive means the agent
-died without writing its end (SIGKILL, a lost node): status says so.
+the time elapsed, and each rank's last output line with its age. A record that says RUNNING
+while its agent's pid (or every rank) is gone means the agent died without writing its end
+(SIGKILL, a lost node): status says so. With no RUN_DIR, the newest run (runner.report.runs).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 
 from runner.record import read as runlog
 from runner.record.model import Outcome, RankSpan, RunRecord
+from runner.report.liveness import agent_gone, pid_alive
+from runner.report.runs import newest_run_dir
 from runner.report.text import INDENT, ArgParser, describe_event, fact
 from runner.words import clock, date_clock, describe_exit, duration, plural
 
 LAST_EVENTS = 10
-# A process younger than its recorded start by more than this is another process with a reused pid.
-PID_REUSE_SLACK_S = 2.0
+LAST_LINE_WIDTH = 100
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class RankStatus:
 
     span: RankSpan
     alive: bool | None  # None: the rank has ended (nothing to ask the OS)
+    last_output: tuple[str, float] | None = None  # its last output line, and when it was written
 
     @property
     def alive_text(self) -> str:
@@ -37,11 +40,12 @@ def main(args: Sequence[str]) -> int:
     """The `status` subcommand."""
     parser = ArgParser(prog="erun status", description="Show the state of a run, started here or "
                        "elsewhere: current attempt, ranks (pid, alive?), last events, elapsed time.")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the job's run directory")
+    parser.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
+                        help="the job's run directory (default: the newest run, see erun runs)")
     parser.add_argument("-n", "--events", type=int, default=LAST_EVENTS, metavar="N",
                         help=f"how many of the last events to show (default {LAST_EVENTS})")
     options = parser.parse_args(list(args))
-    record = runlog.load_run_dir(options.run_dir)
+    record = runlog.load_run_dir(options.run_dir or newest_run_dir())
     print(render(record, rank_statuses(record), options.events), flush=True)
     return 0
 
@@ -51,27 +55,14 @@ def rank_statuses(record: RunRecord) -> list[RankStatus]:
     attempt = record.current
     if attempt is None:
         return []
-    return [RankStatus(s, pid_alive(s.pid, s.start) if s.outcome is Outcome.RUNNING else None)
+    return [RankStatus(s, pid_alive(s.pid, s.start) if s.outcome is Outcome.RUNNING else None,
+                       runlog.last_output(record.run_dir, attempt.attempt, s.rank))
             for s in attempt.ranks]
 
 
-def pid_alive(pid: int | None, started: float | None) -> bool:
-    """True when `pid` runs, is no zombie, and is not a newer process that reused the pid."""
-    import psutil
-
-    if pid is None:
-        return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or process.create_time() <= started + PID_REUSE_SLACK_S
-    except psutil.Error:
-        return False
-
-
 def render(record: RunRecord, ranks: Sequence[RankStatus], last: int = LAST_EVENTS) -> str:
-    lines = [f"erun status: {record.name}", *_header(record, ranks), *_rank_table(record, ranks)]
+    lines = [f"erun status: {record.name}", *_header(record, ranks), *_rank_table(record, ranks),
+             *_last_output(record, ranks)]
     events = record.events[-last:] if last > 0 else []
     if events:
         lines.append(f"{INDENT}last {plural(len(events), 'event')}:")
@@ -94,15 +85,23 @@ def _header(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
 
 
 def _agent_warning(record: RunRecord, ranks: Sequence[RankStatus]) -> str:
-    """A RUNNING record with no live rank: the agent is backing off between attempts, or gone."""
+    """A RUNNING record whose agent is gone, or with no live rank: backing off, or gone."""
     if record.finished:
         return ""
+    gone = agent_gone(record)  # None: unknown (an older record, or another host's agent)
+    if gone:
+        assert record.agent is not None
+        return (f"the record says RUNNING but its agent (pid {record.agent.get('pid')}) is gone: it was "
+                "killed (or its node lost) without recording the job's end")
     running = [r for r in ranks if r.alive is not None]
     if running and not any(r.alive for r in running):
+        if gone is False:
+            return "none of its ranks is alive: the agent is noting their ends"
         return ("the record says RUNNING but none of its ranks is alive: the agent probably died "
                 "(killed, or its node lost) without recording the job's end")
     if not running:
-        return "no rank is running: the agent is between attempts, or it died without recording the job's end"
+        died = "" if gone is False else ", or it died without recording the job's end"
+        return f"no rank is running: the agent is between attempts{died}"
     dead = [str(r.span.rank) for r in running if not r.alive]
     return f"rank(s) {', '.join(dead)} recorded as running but not alive" if dead else ""
 
@@ -120,4 +119,20 @@ def _rank_table(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
         ended = "" if span.outcome is Outcome.RUNNING else describe_exit(span.exit_code, span.signal)
         lines.append(f"{INDENT * 2}{span.rank:>4}  {span.state:<10} {span.pid or '-':>8}  "
                      f"{status.alive_text:<5}  {took:>9}  {ended}".rstrip())
+    return lines
+
+
+def _last_output(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
+    """Each rank's last output line and how long ago it was written (progress at a glance)."""
+    shown = [r for r in ranks if r.last_output is not None]
+    if not shown:
+        return []
+    lines = [f"{INDENT}last output:"]
+    for status in shown:
+        assert status.last_output is not None
+        line, written = status.last_output
+        if len(line) > LAST_LINE_WIDTH:
+            line = line[:LAST_LINE_WIDTH - 3] + "..."
+        ago = duration(max(0.0, record.read_at - written))
+        lines.append(f"{INDENT * 2}{status.span.rank:>4}  {ago + ' ago':>13}  {line}")
     return lines

@@ -46,6 +46,7 @@ from runner.runtime.processes import KILL_WAIT_S
 from runner.runtime.registry import membership_for
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.runtime.spares import SparePool
+from runner.runtime.usage_error import usage_error
 from runner.runtime.workers import Worker, WorkerGroup
 from runner.state import AttemptOutcome, AttemptResult, JobState, RunResult, WorkerState, first_failure
 
@@ -89,6 +90,8 @@ class Agent:
         started = self._started = time.time()
         self._paths = record.open_run_dir(self.plan)
         self._events = record.EventLog(self._paths.events)
+        record.record_start(self._events, self.plan, self.environ)
+        print(f"erun: run dir {self.plan.run_dir}", file=sys.stderr, flush=True)
         self._notes = Notes(self._events, self.console)
         result = self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
         try:
@@ -157,7 +160,9 @@ class Agent:
             restart_count, spent = restart_count + 1, decision.spent
 
     def _decide(self, outcome: AttemptOutcome, spent: int = 0) -> restart.RestartDecision:
-        decision = restart.decide(self.plan.restart, self.history, shared_spent=spent, ledger=self._ledger)
+        usage = usage_error(self.plan.restart, self.history)  # not worth a restart, whatever the budget
+        decision = (restart.RestartDecision(False, usage) if usage else restart.decide(
+            self.plan.restart, self.history, shared_spent=spent, ledger=self._ledger))
         cause = first_failure(outcome.result.failures)
         what = "the group failed"
         if cause is not None:

@@ -250,9 +250,18 @@ def test_bad_run_dir_is_one_line_and_exit_2(
         assert erun_main([command, str(erun.tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("erun: error: ") and problem in err, err
+
+
+
+@pytest.mark.parametrize("command", ["report", "status"])
+def test_no_run_dir_and_no_run_yet_is_one_line_and_exit_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ERUN_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
     assert erun_main([command]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"erun: error: erun {command}: the following arguments are required")
+    assert err.count("\n") == 1 and err.startswith("erun: error: no run to show"), err
 
 
 def test_report_and_status_import_neither_torch_nor_hydra(erun: Erun) -> None:
@@ -294,5 +303,7 @@ def test_status_says_when_the_agent_died_without_recording_the_end(
     wait_for(lambda: not any(alive(pid) for pid in pids), what="the workers of the killed agent to go")
     text = status(plan.run_dir, capsys)
     assert "state:      RUNNING, attempt 0" in text
-    assert "none of its ranks is alive: the agent probably died" in text
+    assert f"its agent (pid {agent.pid}) is gone: it was killed" in text
     assert re.search(r"^\s+1  HEALTHY\s+\d+  NO ", text, re.M), text
+    text = report(plan.run_dir, capsys)
+    assert f"RUNNING, but its agent (pid {agent.pid}) is gone" in text and "still running" not in text
