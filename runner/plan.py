@@ -253,12 +253,14 @@ class HealthPlan:
 class LogsPlan:
     """Console output of the workers. Files always get everything.
 
-    `prefix` is a format string with {rank}, {local_rank}, {role} and {attempt};
+    `prefix` is a format string with {rank}, {local_rank}, {role} and {attempt}, followed by a
+    space unless `prefix_space` is off (or the prefix is empty or ends with one);
     `ranks` limits the console to those global ranks (None: all); `panel` shows a live status
     panel: auto (on a terminal only), on, or off.
     """
 
     prefix: str = "[{rank}]:"
+    prefix_space: bool = True
     ranks: tuple[int, ...] | None = None
     console: bool = True
     panel: str = "auto"

@@ -18,6 +18,7 @@ import argparse
 import os
 import re
 import signal
+import string
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,10 @@ FLAG_OF = {"role": "--role", "nproc": "--nproc-per-node", "nnodes": "--nnodes", 
            "isolate_gpus": "--virtual-local-rank", "entrypoint": "training_script",
            "module": "training_script", "exec": "training_script",
            "args": "training_script_args", "hydra.run.dir": "--log-dir"}
+# torchrun's console prefix with --tee, and the variable that replaces it (torch's names -> erun's).
+DEFAULT_TEE_PREFIX = "[{role}{local_rank}]:"
+PREFIX_TEMPLATE_VAR = "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"
+TEMPLATE_FIELDS = {"role_name": "role", "rank": "rank", "local_rank": "local_rank"}
 YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "none", "nan", "inf"}
 
 
@@ -252,6 +257,7 @@ def _logs(opts: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--{flag}", f"is `{getattr(opts, flag)}`", "use 0, 1, 2 or 3")
     if STD[opts.redirects] and not STD[opts.tee]:  # redirected and not teed: files only
         logs["console"] = False
+    logs.update(console_prefix(bool(STD[opts.tee]), os.environ.get(PREFIX_TEMPLATE_VAR)))
     if opts.local_ranks_filter:
         try:
             logs["ranks"] = [int(r) for r in opts.local_ranks_filter.split(",")]
@@ -259,6 +265,26 @@ def _logs(opts: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("--local-ranks-filter", f"is `{opts.local_ranks_filter}`",
                               "use a comma-separated list of ranks, e.g. 0,1") from None
     return logs
+
+
+def console_prefix(tee: bool, template: str | None) -> dict[str, Any]:
+    """Worker lines on the console as torchrun prints them: raw, or with `--tee` behind
+    `[{role}{local_rank}]:` (no space), or behind TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE."""
+    if not tee:
+        return {"prefix": ""}
+    prefix = DEFAULT_TEE_PREFIX if template is None else from_torch_template(template)
+    return {"prefix": prefix, "prefix_space": False}
+
+
+def from_torch_template(template: str) -> str:
+    """torch's `${role_name}`/`${rank}`/`${local_rank}` prefix (string.Template, unknown names
+    kept as written) as erun's `logs.prefix` format string."""
+    marks = {name: f"\0{name}\0" for name in TEMPLATE_FIELDS}
+    text = string.Template(template).safe_substitute(marks)
+    text = text.replace("{", "{{").replace("}", "}}")
+    for name, field in TEMPLATE_FIELDS.items():
+        text = text.replace(marks[name], f"{{{field}}}")
+    return text
 
 
 def _int_or_text(value: str) -> int | str:
@@ -286,6 +312,8 @@ def render(job: dict[str, Any], args: Sequence[str] = ()) -> str:
             job[key] = _Quoted(job[key].replace("${", "\\${"))
     if "args" in job:  # and `${` is literal, not an OmegaConf interpolation
         job["args"] = [_Quoted(a.replace("${", "\\${")) for a in job["args"]]
+    if "prefix" in job.get("logs", {}):  # TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE keeps unknown `${x}`
+        job["logs"] = {**job["logs"], "prefix": _Quoted(job["logs"]["prefix"].replace("${", "\\${"))}
     shown = [a for a in args if a != "--print-config"]
     header = f"# erun job file, from: erun torchrun {shlex.join(shown)}\n" if shown else ""
     return header + yaml.dump(job, Dumper=Dumper, sort_keys=False, default_flow_style=None)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import REPO, WORKERS, subprocess_env
 from erun_cli import erun
-from test_torchrun_contract import BY_DESIGN, PER_LAUNCH, load_envs, torchrun_argv
+from torchrun_env import BY_DESIGN, PER_LAUNCH, load_envs, torchrun_argv
 
 from runner.errors import ConfigError
 from runner.torchrun import parser, render, to_job
@@ -77,21 +77,37 @@ def test_a_torchrun_command_runs_to_success(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("import os; print('rank', os.environ['RANK'])\n")
     result = erun(["torchrun", "--nproc_per_node=2", "--monitor-interval", "5", "train.py"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "[1]: rank 1" in result.stdout
+    assert sorted(result.stdout.splitlines()) == ["rank 0", "rank 1"]  # raw, as torchrun prints them
     assert "erun: note: --monitor-interval ignored (erun notices a worker's exit at once)" in result.stderr
+
+
+@pytest.mark.parametrize(("flags", "template", "lines"), [
+    (["--tee", "3"], None, ["[default0]:rank 0", "[default1]:rank 1"]),  # torchrun's, no space
+    (["-t", "1"], "[${rank}/${role_name}] ${unknown}", ["[0/default] ${unknown}rank 0",
+                                                          "[1/default] ${unknown}rank 1"]),
+    (["--redirects", "3", "--tee", "3"], "{${local_rank}}", ["{0}rank 0", "{1}rank 1"]),
+])
+def test_teed_lines_carry_torchrun_s_prefix(tmp_path: Path, flags: list[str], template: str | None,
+                                            lines: list[str]) -> None:
+    (tmp_path / "train.py").write_text("import os; print('rank', os.environ['RANK'])\n")
+    env = {} if template is None else {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": template}
+    result = erun(["torchrun", "--nproc-per-node=2", *flags, "train.py"], tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == lines
 
 
 def test_flag_mapping() -> None:
     assert job_for("--standalone", "--nproc-per-node", "gpu", "-m", "pkg.train", "--x") == {
-        "name": "pkg", "module": "pkg.train", "args": ["--x"], "nproc": "gpu"}
+        "name": "pkg", "module": "pkg.train", "args": ["--x"], "nproc": "gpu", "logs": {"prefix": ""}}
     assert job_for("--no-python", "--nproc-per-node", "3", "/bin/true")["exec"] == "/bin/true"
     static = job_for("--nnodes", "2", "--node-rank", "1", "--master-addr", "node0", "t.py")
     assert static["rdzv"] == {"backend": "static", "endpoint": "node0:29500", "id": "none"}
     assert (static["nnodes"], static["node_rank"]) == (2, 1)
     elastic = job_for("--nnodes", "1:4", "--rdzv-backend", "c10d", "--rdzv-endpoint", "h:1234", "t.py")
     assert (elastic["nnodes"], elastic["rdzv"]["endpoint"]) == ("1:4", "h:1234")
-    assert job_for("--redirects", "3", "t.py")["logs"] == {"console": False}
-    assert "logs" not in job_for("--redirects", "3", "--tee", "3", "t.py")
+    assert job_for("--redirects", "3", "t.py")["logs"] == {"console": False, "prefix": ""}
+    assert job_for("--redirects", "3", "--tee", "3", "t.py")["logs"] == {  # teed: on the console, as torchrun
+        "prefix": "[{role}{local_rank}]:", "prefix_space": False}
     assert job_for("--log-dir", "logs", "t.py")["hydra"]["run"]["dir"].startswith("logs/${now:")
     assert "'1e-3'" in render(job_for("t.py", "1e-3"))
 

@@ -73,7 +73,7 @@ def test_scripts_named_like_yaml_or_hydra_syntax_run(tmp_path: Path, name: str) 
     (tmp_path / name).write_text("import sys; print('ran', sys.argv[1:])\n")
     result = erun(["torchrun", name, "true", "1e-3"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "[0]: ran ['true', '1e-3']" in result.stdout
+    assert "ran ['true', '1e-3']" in result.stdout.splitlines()  # raw, as torchrun prints it
     assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", job_file_stem(Path(name).stem))
 
 

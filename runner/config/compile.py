@@ -322,8 +322,8 @@ def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
         if rank < 0 or (world is not None and rank >= world):
             raise ConfigError("logs.ranks", f"has rank {rank}, outside 0..{(world or 1) - 1}",
                               "list global ranks that exist (or null for all)")
-    return LogsPlan(prefix=prefix, ranks=ranks, console=bool(logs.get("console", True)),
-                    panel=str(logs.get("panel", "auto")))
+    return LogsPlan(prefix=prefix, prefix_space=bool(logs.get("prefix_space", True)), ranks=ranks,
+                    console=bool(logs.get("console", True)), panel=str(logs.get("panel", "auto")))
 
 
 def _format_fields(prefix: str) -> set[str]:

@@ -129,6 +129,8 @@ class LogsConf:
     """Console output of the workers; the log files always get everything."""
 
     prefix: str = _key("[{rank}]:", "Console line prefix; fields {rank}, {local_rank}, {role}, {attempt}.")
+    prefix_space: bool = _key(True, "Put a space between the prefix and the line (torchrun's prefix "
+                              "has none: erun torchrun turns it off).")
     ranks: list[int] | None = _key(None, "Show only these global ranks on the console (null: all).")
     console: bool = _key(True, "Copy worker output to the console at all.")
     panel: str = _key("auto", "Live status panel: auto (on a terminal), on or off.",

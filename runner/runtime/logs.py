@@ -119,9 +119,11 @@ class OutputStream:
         os.close(self._file)
 
 
-def make_prefix(template: str, rank: int, local_rank: int, role: str, attempt: int) -> bytes:
+def make_prefix(template: str, rank: int, local_rank: int, role: str, attempt: int,
+                space: bool = True) -> bytes:
+    """The console prefix of a rank's lines; a space follows it unless `space` is off."""
     text = template.format(rank=rank, local_rank=local_rank, role=role, attempt=attempt)
-    return (text + " ").encode() if text and not text.endswith(" ") else text.encode()
+    return (text + " ").encode() if space and text and not text.endswith(" ") else text.encode()
 
 
 def tail(path: Path | str, lines: int = 20, max_bytes: int = 65536) -> list[str]:

@@ -134,7 +134,8 @@ class WorkerGroup:
     def _streams(self, worker: Worker) -> list[logs.OutputStream]:
         assert worker.process is not None
         plan = self.plan
-        prefix = logs.make_prefix(plan.logs.prefix, worker.rank, worker.local_rank, plan.role, self.attempt)
+        prefix = logs.make_prefix(plan.logs.prefix, worker.rank, worker.local_rank, plan.role, self.attempt,
+                                  plan.logs.prefix_space)
         shown = plan.logs.shows(worker.rank)
         return [
             logs.OutputStream(fd, path, self.console if shown else None, prefix, name)

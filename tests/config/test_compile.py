@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from compiling import CPU_HOST, GPU_HOST, compile_, ctx
 from conftest import REPO
 from omegaconf import OmegaConf
 
@@ -16,26 +17,11 @@ from runner.config import params
 from runner.config.compile import compile_job, parse_nnodes, parse_nproc
 from runner.config.keys import suggest_key, unknown_keys
 from runner.config.schema import JobConf
-from runner.config.sources import CompileContext, KeySources
+from runner.config.sources import KeySources
 from runner.devices import HostInfo, parse_visible_devices, visible_gpus
 from runner.errors import ConfigError
 from runner.plan import BackoffKind, EntrypointKind, JobPlan, RuleAction
 from runner.worker import call
-
-CPU_HOST = HostInfo(cpus=4, gpus=(), gpu_source="test: no GPU")
-GPU_HOST = HostInfo(cpus=4, gpus=("0", "1", "2"), gpu_source="test")
-
-
-def ctx(tmp_path: Path, host: HostInfo = CPU_HOST, **fields: Any) -> CompileContext:
-    return CompileContext(run_dir=str(tmp_path / "run"), run_id="r1", cwd=str(tmp_path), host=host, **fields)
-
-
-def compile_(tmp_path: Path, host: HostInfo = CPU_HOST, context: CompileContext | None = None,
-             **keys: Any) -> JobPlan:
-    """Compile JobConf with `keys` merged in (as Hydra would), a script train.py in tmp_path."""
-    (tmp_path / "train.py").touch()
-    cfg = OmegaConf.merge(OmegaConf.structured(JobConf), {"entrypoint": "train.py", **keys})
-    return compile_job(cfg, context or ctx(tmp_path, host))
 
 
 def error(tmp_path: Path, **keys: Any) -> ConfigError:

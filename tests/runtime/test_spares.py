@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from compiling import compile_
 from conftest import WORKERS, Erun, alive, read_events, wait_for
-from test_compile import compile_
 
 from runner.config.dryrun import describe
 from runner.errors import ConfigError
