@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.devices import HostInfo
 from runner.errors import COMMAND_LINE, ConfigError
+from runner.sweep.agents import AgentWork
 from runner.sweep.points import (
     SweepPoint,
     SweepSession,
@@ -94,7 +95,7 @@ class Sweep:
         outcome = ret._return_value  # the public getter prints Hydra's own error report first
         if ret.status is JobStatus.FAILED:
             raise outcome
-        return SweepPoint(index, tuple(overrides), label, prepared=outcome), ret
+        return SweepPoint(index, tuple(overrides), label, work=AgentWork(outcome)), ret
 
     def choose_dir(self, config: DictConfig) -> None:
         """The point's folder: Hydra's sweep subdir, or with --resume a fresh `N_retryK` next to

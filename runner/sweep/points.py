@@ -12,6 +12,7 @@ its number, so a resumed sweep finds its points even when their order changed.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,36 @@ class SweepContext:
     dry_run: bool
 
 
+class PointWork(Protocol):
+    """What runs for a point, as one process: an erun job's agent (`runner.sweep.agents`) or a
+    Hydra task function in a process of its own (`runner.sweep.tasks`)."""
+
+    @property
+    def nproc(self) -> int:
+        """How many slots it needs."""
+
+    @property
+    def run_dir(self) -> Path:
+        """Its run directory (Hydra's output dir for the point)."""
+
+    @property
+    def grace_s(self) -> float:
+        """How long it gets to stop after a stop signal before it is killed."""
+
+    @property
+    def console_log(self) -> Path | None:
+        """Where its own output also goes, unprefixed (None: nowhere)."""
+
+    def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
+        """Write what the process needs and return its argv; `slots` are its CPU slots or GPUs."""
+
+    def signal(self, pid: int, signum: int) -> None:
+        """Deliver a stop or forwarded signal to the running process `pid`."""
+
+    def ended(self, exit_code: int) -> PointState:
+        """How the point ended, once its process exited with `exit_code` (negative: a signal)."""
+
+
 @dataclass(frozen=True)
 class SweepPoint:
     """One point of the sweep as it will run (or was skipped)."""
@@ -88,19 +119,19 @@ class SweepPoint:
     index: int
     overrides: tuple[str, ...]
     label: str
-    prepared: PreparedPoint | None = None  # None: skipped
+    work: PointWork | None = None  # None: skipped
     earlier_run: Path | None = None  # the run that already succeeded (skipped points)
 
     @property
     def run_dir(self) -> Path:
-        if self.prepared is not None:
-            return Path(self.prepared.plan.run_dir)
+        if self.work is not None:
+            return self.work.run_dir
         assert self.earlier_run is not None
         return self.earlier_run
 
     @property
     def nproc(self) -> int:
-        return self.prepared.plan.nproc if self.prepared is not None else 0
+        return self.work.nproc if self.work is not None else 0
 
 
 @dataclass
@@ -116,6 +147,8 @@ class PointResult:
     restarts: int | None = None
     attempts: int | None = None
     note: str = ""
+    error: str = ""  # a failed task point's traceback
+    result: Any = None  # the job's result (rank 0's `runner.result`, a task's return value)
 
     @property
     def duration(self) -> float | None:
@@ -127,7 +160,17 @@ class PointResult:
             "state": self.state.value, "exit_code": self.exit_code, "restarts": self.restarts,
             "attempts": self.attempts, "start": self.start, "end": self.end, "duration_s": self.duration,
             "slots": list(self.slots), "run_dir": str(self.point.run_dir), "note": self.note,
+            "result": as_json(self.result), "error": self.error,
         }
+
+
+def as_json(value: Any) -> Any:
+    """`value` when JSON can hold it, else its repr (a task may return anything)."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def exit_status(results: Sequence[PointResult], signum: int | None) -> int:
@@ -205,6 +248,6 @@ def outcome_of(result: PointResult) -> None:
     summary = read_json(RunPaths(result.point.run_dir).summary)
     result.restarts = summary.get("restarts")
     result.attempts = summary.get("attempts")
-    if result.point.prepared is None:  # skipped: its times are the earlier run's
+    if result.point.work is None:  # skipped: its times are the earlier run's
         attempts = summary.get("per_attempt") or [{}]
         result.start, result.end = attempts[0].get("start"), attempts[-1].get("end")
