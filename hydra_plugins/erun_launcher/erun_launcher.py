@@ -58,6 +58,7 @@ class ErunLauncher(Launcher):
         self.hydra_context: HydraContext | None = None
         self.session: Any = None
         self.task_function: TaskFunction | None = None
+        self.history: list[Any] = []  # every batch's points so far: sweep.json describes them all
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
@@ -81,7 +82,7 @@ class ErunLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         try:
             sweep = TaskSweep(TaskSettings(self.slots, self.pack, self.fail_fast), self.config,
-                              self.hydra_context, self.task_function)
+                              self.hydra_context, self.task_function, self.history)
         except ConfigError as e:
             print(e.one_line(), file=sys.stderr, flush=True)
             raise SystemExit(int(e.exit_status)) from None
@@ -91,14 +92,18 @@ class ErunLauncher(Launcher):
         """erun's own jobs (`erun -m`): each point a full erun job with its own agent."""
         from runner.errors import ErunError
         from runner.sweep.launch import LaunchSettings, Sweep
+        from runner.sweep.points import SweepStopped
 
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(os.path.abspath(str(self.config.hydra.sweep.dir)))
         made: list[Path] = []  # the point folders made so far, dropped again on an error
         try:
             settings = LaunchSettings(self.slots, self.pack, self.fail_fast, self.resume)
-            sweep = Sweep(settings, self.config, self.hydra_context, self.session, sweep_dir, made)
+            sweep = Sweep(settings, self.config, self.hydra_context, self.session, sweep_dir, made,
+                          self.history)
             return sweep.launch(job_overrides, initial_job_idx)
+        except SweepStopped:
+            raise  # through the sweeper: no further batch starts
         except ErunError as e:
             self.session.fail(e, [*made, sweep_dir])
             return []

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import enum
 import json
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from hydra.errors import CompactHydraException
 
 from runner.devices import HostInfo
 from runner.errors import ErunError, ExitStatus
@@ -24,6 +27,7 @@ from runner.overrides import override_key
 from runner.paths import RunPaths, SweepPaths
 from runner.plan import JobPlan
 from runner.record.read import read_json, read_overrides
+from runner.words import display_path
 
 
 class PointState(str, enum.Enum):
@@ -173,6 +177,28 @@ def as_json(value: Any) -> Any:
         return repr(value)
 
 
+class PointFailed(ErunError, CompactHydraException):
+    """A point's JobReturn error: Hydra's sweepers raise it (the basic sweeper then stops, Optuna
+    marks the trial failed); one line, as Hydra prints a compact error."""
+
+
+class SweepStopped(ErunError):
+    """A signal stopped the sweep: raised through Hydra's sweeper, so it launches no more batches;
+    erun exits 128+N."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"erun: the sweep was stopped by {name}; no further batch starts")
+        self.exit_status = ExitStatus.for_signal(signum)  # type: ignore[assignment]  # 128+N: no member
+
+
+def point_failed(result: PointResult, cwd: Path) -> PointFailed:
+    note = f" ({result.note})" if result.note else ""
+    code = "" if result.exit_code is None else f", exit {result.exit_code}"
+    return PointFailed(f"erun: point {result.point.index} {result.point.label} {result.state.value}{note}"
+                       f"{code}: {display_path(result.point.run_dir, cwd)}")
+
+
 def exit_status(results: Sequence[PointResult], signum: int | None) -> int:
     """128+N when a signal stopped the sweep; 1 when any point did not succeed; else 0."""
     if signum is not None:
@@ -248,6 +274,7 @@ def outcome_of(result: PointResult) -> None:
     summary = read_json(RunPaths(result.point.run_dir).summary)
     result.restarts = summary.get("restarts")
     result.attempts = summary.get("attempts")
+    result.result = summary.get("result", result.result)
     if result.point.work is None:  # skipped: its times are the earlier run's
         attempts = summary.get("per_attempt") or [{}]
         result.start, result.end = attempts[0].get("start"), attempts[-1].get("end")

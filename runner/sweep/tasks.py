@@ -93,7 +93,8 @@ class TaskSweep:
     """One launch of a Hydra app's points (a sweeper may launch several batches)."""
 
     def __init__(self, settings: TaskSettings, config: DictConfig, hydra_context: HydraContext,
-                 task_function: TaskFunction) -> None:
+                 task_function: TaskFunction, history: list[PointResult] | None = None) -> None:
+        self.history = [] if history is None else history  # earlier batches' points (a sweeper's)
         self.settings, self.config = settings, config
         self.hydra_context, self.task_function = hydra_context, task_function
         self.pool: SlotPool = slot_pool(HostInfo.detect(os.environ), settings.slots, settings.pack)
@@ -135,7 +136,9 @@ class TaskSweep:
         return pickle.dumps({"sys_path": list(sys.path), "blob": blob})
 
     def summarise(self, results: list[PointResult], signum: int | None) -> None:
-        summary = SweepSummary(self.sweep_dir, self.pool.describe(), results, exit_status(results, signum),
+        self.history.extend(results)
+        summary = SweepSummary(self.sweep_dir, self.pool.describe(), list(self.history),
+                               exit_status(self.history, signum),
                                signal.Signals(signum).name if signum else None)
         cwd = Path.cwd()
         summary.write(cwd)
