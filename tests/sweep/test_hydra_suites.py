@@ -58,8 +58,8 @@ def test_a_failed_task_is_failed_with_its_traceback(hydra_sweep_runner: Any, tmp
         return {"a": cfg.a, "pid": os.getpid()}
 
     sweep = hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module",
-                               task_function=task, config_path="configs", config_name="compose", temp_dir=tmp_path,
-                               overrides=["hydra/launcher=erun", *SLOTS, "+a=0,1"])
+                               task_function=task, config_path="configs", config_name="compose",
+                               temp_dir=tmp_path, overrides=["hydra/launcher=erun", *SLOTS, "+a=0,1"])
     with pytest.raises(ValueError, match="a is one"), sweep:  # the basic sweeper raises the point's error
         pass
     rows = json.loads((tmp_path / "sweep.json").read_text())["points"]
