@@ -6,11 +6,6 @@ no-survivor check holds for every test. The suites' fixtures (`hydra_sweep_runne
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-from typing import Any
-
 import pytest
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
@@ -49,20 +44,3 @@ class TestErunLauncherBatched(BatchedSweeperTestSuite):
 class TestErunLauncherIntegration(IntegrationTestSuite):
     """Whole Hydra apps run as scripts, sweeping on erun's launcher."""
 
-
-@pytest.mark.usefixtures("hydra_restore_singletons")
-def test_a_failed_task_is_failed_with_its_traceback(hydra_sweep_runner: Any, tmp_path: Path) -> None:
-    def task(cfg: Any) -> Any:
-        if cfg.a == 1:
-            raise ValueError("a is one")
-        return {"a": cfg.a, "pid": os.getpid()}
-
-    sweep = hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module",
-                               task_function=task, config_path="configs", config_name="compose",
-                               temp_dir=tmp_path, overrides=["hydra/launcher=erun", *SLOTS, "+a=0,1"])
-    with pytest.raises(ValueError, match="a is one"), sweep:  # the basic sweeper raises the point's error
-        pass
-    rows = json.loads((tmp_path / "sweep.json").read_text())["points"]
-    assert [r["state"] for r in rows] == ["SUCCEEDED", "FAILED"]
-    assert rows[0]["result"]["a"] == 0 and rows[0]["result"]["pid"] != os.getpid()  # its own process
-    assert "Traceback" in rows[1]["error"] and "ValueError: a is one" in rows[1]["error"]

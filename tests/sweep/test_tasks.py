@@ -1,0 +1,55 @@
+"""Any Hydra app's sweep on erun's launcher (runner/sweep/tasks.py): each point's task function
+in a process of its own, one slot a point (a GPU as its CUDA_VISIBLE_DEVICES), a failed point
+FAILED with its traceback. Apps run in this process through hydra-core's `hydra_sweep_runner`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("no_survivors", "hydra_restore_singletons")
+
+SLOTS = ["hydra.launcher.slots=2"]
+
+
+def sweep_of(runner: Any, task: Any, tmp_path: Path, *overrides: str) -> Any:
+    return runner(calling_file=None, calling_module="hydra.test_utils.a_module", task_function=task,
+                  config_path="configs", config_name="compose", temp_dir=tmp_path,
+                  overrides=["hydra/launcher=erun", *overrides])
+
+
+def test_a_failed_task_is_failed_with_its_traceback(hydra_sweep_runner: Any, tmp_path: Path) -> None:
+    def task(cfg: Any) -> Any:
+        if cfg.a == 1:
+            raise ValueError("a is one")
+        return {"a": cfg.a, "pid": os.getpid()}
+
+    sweep = sweep_of(hydra_sweep_runner, task, tmp_path, *SLOTS, "+a=0,1")
+    with pytest.raises(ValueError, match="a is one"), sweep:  # the basic sweeper raises the point's error
+        pass
+    rows = json.loads((tmp_path / "sweep.json").read_text())["points"]
+    assert [r["state"] for r in rows] == ["SUCCEEDED", "FAILED"]
+    assert rows[0]["result"]["a"] == 0 and rows[0]["result"]["pid"] != os.getpid()  # its own process
+    assert "Traceback" in rows[1]["error"] and "ValueError: a is one" in rows[1]["error"]
+
+
+def test_each_point_gets_a_gpu_of_its_own(hydra_sweep_runner: Any, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ERUN_FAKE_GPU_COUNT", "2")
+
+    def task(cfg: Any) -> Any:
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    with sweep_of(hydra_sweep_runner, task, tmp_path, "+a=0,1,2,3") as sweep:
+        returns = [r.return_value for r in sweep.returns[0]]
+        rows = json.loads((tmp_path / "sweep.json").read_text())["points"]
+    assert returns == [r["slots"][0] for r in rows] and set(returns) == {"0", "1"}
+    assert rows[0]["slots"] != rows[1]["slots"]  # the first two ran at once, on different GPUs
+    for a in rows:
+        for b in rows:
+            if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
+                assert a["slots"] != b["slots"], (a, b)
