@@ -27,10 +27,10 @@ from runner.sweep.points import (
     SweepPoint,
     SweepSession,
     SweepStopped,
+    batch_labels,
     earlier_runs,
     exit_status,
     fresh_dir,
-    labels,
     point_failed,
     succeeded_run,
 )
@@ -64,7 +64,7 @@ class Sweep:
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         earlier = earlier_runs(self.sweep_dir) if self.settings.resume else {}
-        names = labels(job_overrides)
+        names = batch_labels(self.history, job_overrides)
         points, returns = [], []
         for n, overrides in enumerate(job_overrides):
             done = succeeded_run(earlier.get(frozenset(overrides), []))

@@ -227,6 +227,12 @@ def labels(points: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
+def batch_labels(earlier: Sequence[PointResult], batch: Sequence[Sequence[str]]) -> list[str]:
+    """The labels of a sweeper's next batch, named against every point so far (so a batch of one
+    point still shows what varies)."""
+    return labels([*(r.point.overrides for r in earlier), *batch])[len(earlier):]
+
+
 # -- resume ----------------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner.devices import HostInfo
 from runner.runtime import processes
-from runner.sweep.points import PointResult, PointState, SweepPoint, exit_status, labels
+from runner.sweep.points import PointResult, PointState, SweepPoint, batch_labels, exit_status
 from runner.sweep.run import SweepRun
 from runner.sweep.slots import SlotPool, slot_pool
 from runner.sweep.summary import SweepSummary
@@ -104,7 +104,7 @@ class TaskSweep:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"erun is launching {len(job_overrides)} jobs on {self.pool.describe()}, "
                  f"sweep output dir: {self.sweep_dir}")
-        names = labels(job_overrides)
+        names = batch_labels(self.history, job_overrides)
         singletons = Singleton.get_state()
         with tempfile.TemporaryDirectory(prefix="erun-tasks-") as tmp:
             points, configs = [], []
