@@ -16,6 +16,8 @@ from typing import Any
 import psutil
 import pytest
 from conftest import WORKERS, subprocess_env, wait_for
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 
 pytestmark = pytest.mark.usefixtures("no_survivors", "hydra_restore_singletons")
 
@@ -84,3 +86,28 @@ def test_ctrl_c_stops_a_hydra_apps_sweep_and_leaves_no_survivors(tmp_path: Path)
     for pid in (int(p.read_text()) for p in markers.glob("start_*")):
         wait_for(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
                  timeout=5, what=f"point process {pid} to be gone")
+
+
+class RecordingCallback(Callback):
+    """Writes what Hydra's callbacks saw into the job's output directory (and the pid they ran in)."""
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        Path(HydraConfig.get().runtime.output_dir, "started").write_text(str(os.getpid()))
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        Path(HydraConfig.get().runtime.output_dir, "ended").write_text(job_return.status.name)
+
+
+def test_hydra_runs_the_job_in_the_points_process(hydra_sweep_runner: Any, tmp_path: Path) -> None:
+    def task(cfg: Any) -> Any:
+        return {"pid": os.getpid(), "cwd": os.getcwd(), "name": HydraConfig.get().job.name}
+
+    callback = f"+hydra.callbacks.rec._target_={__name__}.RecordingCallback"
+    overrides = [*SLOTS, "+a=0,1", "hydra.job.chdir=true", callback]
+    with sweep_of(hydra_sweep_runner, task, tmp_path, *overrides) as sweep:
+        for n, ret in enumerate(sweep.returns[0]):
+            out = tmp_path / str(n)
+            assert ret.return_value == {"pid": int((out / "started").read_text()), "cwd": str(out),
+                                        "name": "a_module"}
+            assert ret.return_value["pid"] != os.getpid() and (out / "ended").read_text() == "COMPLETED"
+            assert (out / ".hydra" / "overrides.yaml").is_file() and ret.overrides == [f"+a={n}"]
