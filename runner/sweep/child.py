@@ -31,22 +31,23 @@ def run(payload: dict[str, Any]) -> Any:
                    job_subdir_key="hydra.sweep.subdir")
 
 
-def sendable(job_return: Any) -> bytes:
-    """The JobReturn pickled; a return value or exception that cannot be pickled is replaced by
-    an error that says so (the point then failed: the sweeper could not use it)."""
+def sendable(job_return: Any) -> tuple[bytes, str]:
+    """The JobReturn pickled, and a failed task's traceback (also in the pickle). A return value
+    or exception that cannot be pickled is replaced by an error that says so (the point then
+    failed: the sweeper could not have used it)."""
     import cloudpickle
     from hydra.core.utils import JobStatus
 
-    error = job_return._return_value
-    failed = job_return.status is not JobStatus.COMPLETED and isinstance(error, BaseException)
-    shown = "".join(traceback.format_exception(error)) if failed else ""
+    value = job_return._return_value
+    failed = job_return.status is not JobStatus.COMPLETED and isinstance(value, BaseException)
+    shown = "".join(traceback.format_exception(value)) if failed else ""
     try:
-        return cloudpickle.dumps({"job_return": job_return, "traceback": shown})  # type: ignore[no-any-return]
+        return cloudpickle.dumps({"job_return": job_return, "traceback": shown}), shown
     except Exception as e:  # any pickling error: what cannot be sent is named instead
-        what = f"{type(error).__name__}: {error}" if failed else f"its return value ({type(error).__name__})"
+        what = f"{type(value).__name__}: {value}" if failed else f"its return value ({type(value).__name__})"
         job_return._return_value = RuntimeError(f"{what} could not be sent back to the launcher: {e}")
         job_return.status = JobStatus.FAILED
-        return cloudpickle.dumps({"job_return": job_return, "traceback": shown})  # type: ignore[no-any-return]
+        return cloudpickle.dumps({"job_return": job_return, "traceback": shown}), shown
 
 
 def main(argv: list[str]) -> int:
@@ -58,15 +59,12 @@ def main(argv: list[str]) -> int:
     # The launcher's import path first: functions shipped by reference import from there.
     sys.path[:] = [*shipped["sys_path"], *(p for p in sys.path if p not in shipped["sys_path"])]
     job_return = run(pickle.loads(shipped["blob"]))
-    data = sendable(job_return)
+    data, shown = sendable(job_return)
     with open(argv[1], "wb") as f:
         f.write(data)
-    from hydra.core.utils import JobStatus
-
-    if job_return.status is not JobStatus.COMPLETED:
-        print(pickle.loads(data)["traceback"], file=sys.stderr, end="", flush=True)
-        return 1
-    return 0
+    if shown:
+        print(shown, file=sys.stderr, end="", flush=True)
+    return 0 if job_return.status.name == "COMPLETED" else 1
 
 
 if __name__ == "__main__":
