@@ -83,10 +83,10 @@ class ErunLauncher(Launcher):
         try:
             sweep = TaskSweep(TaskSettings(self.slots, self.pack, self.fail_fast), self.config,
                               self.hydra_context, self.task_function, self.history)
-        except ConfigError as e:
+            return sweep.launch(job_overrides, initial_job_idx)
+        except ConfigError as e:  # before any point started
             print(e.one_line(), file=sys.stderr, flush=True)
             raise SystemExit(int(e.exit_status)) from None
-        return sweep.launch(job_overrides, initial_job_idx)
 
     def launch_jobs(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         """erun's own jobs (`erun -m`): each point a full erun job with its own agent."""

@@ -32,6 +32,7 @@ from runner.sweep.points import (
     exit_status,
     fresh_dir,
     point_failed,
+    shared_dir_error,
     succeeded_run,
 )
 from runner.sweep.run import SweepRun
@@ -76,6 +77,9 @@ class Sweep:
             points.append(point)
             returns.append(ret)
         self.check_fits(points)
+        shared = shared_dir_error([*(r.point for r in self.history), *points], self.context.cwd)
+        if shared is not None:
+            raise shared
         if self.context.dry_run:
             print(f"erun: dry run: {len(points)} point(s) on {self.pool.describe()}; nothing started",
                   file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from hydra.errors import CompactHydraException
 
 from runner.devices import HostInfo
-from runner.errors import ErunError, ExitStatus
+from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus
 from runner.overrides import override_key
 from runner.paths import RunPaths, SweepPaths
 from runner.plan import JobPlan
@@ -225,6 +225,31 @@ def labels(points: Sequence[Sequence[str]]) -> list[str]:
                  if override_key(o) in short and "=" in o]
         out.append(f"[{','.join(parts)}]" if parts else f"[{i}]")
     return out
+
+
+def shared_dir(points: Sequence[SweepPoint]) -> tuple[SweepPoint, SweepPoint] | None:
+    """The first two points that would run in the same folder (a fixed `hydra.sweep.subdir`, or
+    an override_dirname that leaves out a swept key), if any."""
+    seen: dict[Path, SweepPoint] = {}
+    for point in points:
+        if point.work is None:
+            continue  # skipped: its earlier run is not run again
+        first = seen.setdefault(point.run_dir, point)
+        if first is not point:
+            return first, point
+    return None
+
+
+def shared_dir_error(points: Sequence[SweepPoint], cwd: Path) -> ConfigError | None:
+    """The one-line error for two points sharing a folder, before anything starts."""
+    pair = shared_dir(points)
+    if pair is None:
+        return None
+    a, b = pair
+    return ConfigError("hydra.sweep.subdir", f"puts point {a.index} {a.label} and point {b.index} {b.label} "
+                       f"in the same folder {display_path(a.run_dir, cwd)}",
+                       "make it differ per point, e.g. ${hydra.job.num}, or an override_dirname that "
+                       "keeps every swept key", COMMAND_LINE)
 
 
 def batch_labels(earlier: Sequence[PointResult], batch: Sequence[Sequence[str]]) -> list[str]:

@@ -31,7 +31,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner.devices import HostInfo
 from runner.runtime import processes
-from runner.sweep.points import PointResult, PointState, SweepPoint, batch_labels, exit_status
+from runner.sweep.points import (
+    PointResult,
+    PointState,
+    SweepPoint,
+    batch_labels,
+    exit_status,
+    shared_dir_error,
+)
 from runner.sweep.run import SweepRun
 from runner.sweep.slots import SlotPool, slot_pool
 from runner.sweep.summary import SweepSummary
@@ -116,6 +123,9 @@ class TaskSweep:
                 work = TaskWork(point_dir(config), self.payload(config, singletons), folder)
                 points.append(SweepPoint(initial_job_idx + n, tuple(overrides), names[n], work=work))
                 configs.append(config)
+            shared = shared_dir_error([*(r.point for r in self.history), *points], Path.cwd())
+            if shared is not None:
+                raise shared
             run = SweepRun(points, self.pool, os.environ, Path.cwd(), self.settings.fail_fast)
             results, signum = run.run()
             returns = [job_return(r, c) for r, c in zip(results, configs, strict=True)]

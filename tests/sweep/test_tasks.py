@@ -111,3 +111,17 @@ def test_hydra_runs_the_job_in_the_points_process(hydra_sweep_runner: Any, tmp_p
                                         "name": "a_module"}
             assert ret.return_value["pid"] != os.getpid() and (out / "ended").read_text() == "COMPLETED"
             assert (out / ".hydra" / "overrides.yaml").is_file() and ret.overrides == [f"+a={n}"]
+
+
+def test_two_points_sharing_a_folder_are_an_error_before_anything_runs(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    for subdir in ["hydra.sweep.subdir=fixed", "hydra.sweep.subdir=${hydra.job.override_dirname}"]:
+        argv = [sys.executable, str(WORKERS / "hydra_app.py"), "-m", "hydra/launcher=erun", *SLOTS,
+                f"+markers={markers}", "+sleep=0", "+a=0,1", "+b=2", "hydra.sweep.dir=sweep", subdir,
+                "hydra.job.config.override_dirname.exclude_keys=[a]"]
+        done = subprocess.run(argv, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert "`hydra.sweep.subdir` puts point 0 [a=0] and point 1 [a=1] in the same folder" in done.stderr
+        assert not list(markers.iterdir())  # nothing ran
