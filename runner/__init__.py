@@ -5,6 +5,7 @@ can `import runner` for `runner.heartbeat()` at no cost.
 """
 
 from runner.worker.liveness import heartbeat, step
+from runner.worker.result import result
 
-__all__ = ["heartbeat", "step"]
+__all__ = ["heartbeat", "result", "step"]
 __version__ = "0.1.0"

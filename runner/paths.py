@@ -34,7 +34,8 @@ class RunPaths:
         run_dir/console.log          the agent's console, when a sweep ran it
         run_dir/report.html          `erun report`'s page
         run_dir/attempt_N/rank_R/    stdout.log, stderr.log, error.json (torch's @record),
-                                     heartbeat (touched by runner.heartbeat())
+                                     heartbeat (touched by runner.heartbeat()),
+                                     result.json (runner.result(); rank 0's is the job's)
         run_dir/timer.fifo           torch FileTimerClient requests (when file timers are on)
     """
 
@@ -86,6 +87,9 @@ class RunPaths:
 
     def heartbeat(self, attempt: int, rank: int) -> Path:
         return self.rank_dir(attempt, rank) / "heartbeat"
+
+    def result(self, attempt: int, rank: int) -> Path:
+        return self.rank_dir(attempt, rank) / "result.json"
 
     @property
     def timer_fifo(self) -> Path:

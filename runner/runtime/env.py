@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from runner.plan import JobPlan
 from runner.runtime.filetimer import TIMER_FILE_VAR
 from runner.worker.liveness import HEARTBEAT_VAR
+from runner.worker.result import RESULT_VAR
 
 # torchrun sets this for its own signal handling in workers that use torch's elastic helpers.
 SIGNALS_TO_HANDLE = "SIGTERM,SIGINT,SIGHUP,SIGQUIT"
@@ -82,6 +83,7 @@ def worker_env(
     base: Mapping[str, str],
     layout: RankLayout = SINGLE_NODE,
     heartbeat_file: str = "",
+    result_file: str = "",
 ) -> dict[str, str]:
     """The full environment of one worker: agent env, torchrun's contract, then the plan's env."""
     world = layout.world_size or plan.nproc
@@ -116,6 +118,8 @@ def worker_env(
         env["OMP_NUM_THREADS"] = omp
     if heartbeat_file:
         env[HEARTBEAT_VAR] = heartbeat_file
+    if result_file:
+        env[RESULT_VAR] = result_file
     if ctx.timer_file:
         env[TIMER_FILE_VAR] = ctx.timer_file
     if plan.params:

@@ -129,7 +129,8 @@ class WorkerGroup:
         attempt = self.attempt if attempt is None else attempt
         rank = self.layout.rank_offset + local_rank
         return worker_env(self.plan, local_rank, ctx, str(self.paths.error_file(attempt, rank)), base_env,
-                          self.layout, heartbeat_file=str(self.paths.heartbeat(attempt, rank)))
+                          self.layout, heartbeat_file=str(self.paths.heartbeat(attempt, rank)),
+                          result_file=str(self.paths.result(attempt, rank)))
 
     def _streams(self, worker: Worker) -> list[logs.OutputStream]:
         assert worker.process is not None

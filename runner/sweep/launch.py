@@ -21,13 +21,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.devices import HostInfo
 from runner.errors import COMMAND_LINE, ConfigError
+from runner.sweep.agents import AgentWork
 from runner.sweep.points import (
+    PointResult,
     SweepPoint,
     SweepSession,
+    SweepStopped,
+    batch_labels,
     earlier_runs,
     exit_status,
     fresh_dir,
-    labels,
+    point_failed,
+    shared_dir_error,
     succeeded_run,
 )
 from runner.sweep.run import SweepRun
@@ -50,15 +55,17 @@ class Sweep:
     """One launch: prepare every point (Hydra's config, erun's plan), then run them all."""
 
     def __init__(self, settings: LaunchSettings, config: DictConfig, hydra_context: HydraContext,
-                 session: SweepSession, sweep_dir: Path, made: list[Path]) -> None:
+                 session: SweepSession, sweep_dir: Path, made: list[Path],
+                 history: list[PointResult] | None = None) -> None:
         self.config, self.hydra_context = config, hydra_context
         self.settings, self.session, self.sweep_dir, self.made = settings, session, sweep_dir, made
+        self.history = [] if history is None else history  # earlier batches' points (a sweeper's)
         self.context = session.sweep_context()
         self.pool = slot_pool(HostInfo.detect(self.context.environ), settings.slots, settings.pack)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         earlier = earlier_runs(self.sweep_dir) if self.settings.resume else {}
-        names = labels(job_overrides)
+        names = batch_labels(self.history, job_overrides)
         points, returns = [], []
         for n, overrides in enumerate(job_overrides):
             done = succeeded_run(earlier.get(frozenset(overrides), []))
@@ -70,13 +77,21 @@ class Sweep:
             points.append(point)
             returns.append(ret)
         self.check_fits(points)
+        shared = shared_dir_error([*(r.point for r in self.history), *points], self.context.cwd)
+        if shared is not None:
+            raise shared
         if self.context.dry_run:
             print(f"erun: dry run: {len(points)} point(s) on {self.pool.describe()}; nothing started",
                   file=sys.stderr, flush=True)
             return returns
-        status = self.run(points)
-        for ret in returns:
-            ret.return_value = status
+        results, status, signum = self.run(points)
+        if signum is not None:
+            raise SweepStopped(signum)
+        for ret, result in zip(returns, results, strict=True):
+            if result.state.ok:
+                ret.status, ret.return_value = JobStatus.COMPLETED, result.result
+            else:
+                ret.status, ret.return_value = JobStatus.FAILED, point_failed(result, self.context.cwd)
         return returns
 
     def prepare(self, index: int, overrides: Sequence[str], label: str) -> tuple[SweepPoint, JobReturn]:
@@ -94,7 +109,7 @@ class Sweep:
         outcome = ret._return_value  # the public getter prints Hydra's own error report first
         if ret.status is JobStatus.FAILED:
             raise outcome
-        return SweepPoint(index, tuple(overrides), label, prepared=outcome), ret
+        return SweepPoint(index, tuple(overrides), label, work=AgentWork(outcome)), ret
 
     def choose_dir(self, config: DictConfig) -> None:
         """The point's folder: Hydra's sweep subdir, or with --resume a fresh `N_retryK` next to
@@ -120,18 +135,20 @@ class Sweep:
                               f"sweep's {self.pool.describe()}", "lower nproc, or raise hydra.launcher.slots "
                               "(with hydra.launcher.pack=cpu on CPU cores)", COMMAND_LINE)
 
-    def run(self, points: list[SweepPoint]) -> int:
+    def run(self, points: list[SweepPoint]) -> tuple[list[PointResult], int, int | None]:
         print(f"erun: sweep of {len(points)} point(s) on {self.pool.describe()}: "
               f"{display_path(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
         results, signum = SweepRun(points, self.pool, self.context.environ, self.context.cwd,
                                    self.settings.fail_fast).run()
         status = exit_status(results, signum)
-        summary = SweepSummary(self.sweep_dir, self.pool.describe(), results, status,
+        self.history.extend(results)
+        summary = SweepSummary(self.sweep_dir, self.pool.describe(), list(self.history),
+                               exit_status(self.history, signum),
                                signal.Signals(signum).name if signum else None)
         summary.write(self.context.cwd)
         print(f"{summary.headline()}\n{summary.table(self.context.cwd)}", file=sys.stderr, flush=True)
         self.session.finish(status)
-        return status
+        return results, status, signum
 
 
 def point_dir(config: DictConfig) -> tuple[Path, str]:

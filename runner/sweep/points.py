@@ -12,17 +12,22 @@ its number, so a resumed sweep finds its points even when their order changed.
 from __future__ import annotations
 
 import enum
+import json
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from hydra.errors import CompactHydraException
+
 from runner.devices import HostInfo
-from runner.errors import ErunError, ExitStatus
+from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus
 from runner.overrides import override_key
 from runner.paths import RunPaths, SweepPaths
 from runner.plan import JobPlan
 from runner.record.read import read_json, read_overrides
+from runner.words import display_path
 
 
 class PointState(str, enum.Enum):
@@ -81,6 +86,36 @@ class SweepContext:
     dry_run: bool
 
 
+class PointWork(Protocol):
+    """What runs for a point, as one process: an erun job's agent (`runner.sweep.agents`) or a
+    Hydra task function in a process of its own (`runner.sweep.tasks`)."""
+
+    @property
+    def nproc(self) -> int:
+        """How many slots it needs."""
+
+    @property
+    def run_dir(self) -> Path:
+        """Its run directory (Hydra's output dir for the point)."""
+
+    @property
+    def grace_s(self) -> float:
+        """How long it gets to stop after a stop signal before it is killed."""
+
+    @property
+    def console_log(self) -> Path | None:
+        """Where its own output also goes, unprefixed (None: nowhere)."""
+
+    def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
+        """Write what the process needs and return its argv; `slots` are its CPU slots or GPUs."""
+
+    def signal(self, pid: int, signum: int) -> None:
+        """Deliver a stop or forwarded signal to the running process `pid`."""
+
+    def ended(self, exit_code: int) -> PointState:
+        """How the point ended, once its process exited with `exit_code` (negative: a signal)."""
+
+
 @dataclass(frozen=True)
 class SweepPoint:
     """One point of the sweep as it will run (or was skipped)."""
@@ -88,19 +123,19 @@ class SweepPoint:
     index: int
     overrides: tuple[str, ...]
     label: str
-    prepared: PreparedPoint | None = None  # None: skipped
+    work: PointWork | None = None  # None: skipped
     earlier_run: Path | None = None  # the run that already succeeded (skipped points)
 
     @property
     def run_dir(self) -> Path:
-        if self.prepared is not None:
-            return Path(self.prepared.plan.run_dir)
+        if self.work is not None:
+            return self.work.run_dir
         assert self.earlier_run is not None
         return self.earlier_run
 
     @property
     def nproc(self) -> int:
-        return self.prepared.plan.nproc if self.prepared is not None else 0
+        return self.work.nproc if self.work is not None else 0
 
 
 @dataclass
@@ -116,6 +151,8 @@ class PointResult:
     restarts: int | None = None
     attempts: int | None = None
     note: str = ""
+    error: str = ""  # a failed task point's traceback
+    result: Any = None  # the job's result (rank 0's `runner.result`, a task's return value)
 
     @property
     def duration(self) -> float | None:
@@ -127,7 +164,39 @@ class PointResult:
             "state": self.state.value, "exit_code": self.exit_code, "restarts": self.restarts,
             "attempts": self.attempts, "start": self.start, "end": self.end, "duration_s": self.duration,
             "slots": list(self.slots), "run_dir": str(self.point.run_dir), "note": self.note,
+            "result": as_json(self.result), "error": self.error,
         }
+
+
+def as_json(value: Any) -> Any:
+    """`value` when JSON can hold it, else its repr (a task may return anything)."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class PointFailed(ErunError, CompactHydraException):
+    """A point's JobReturn error: Hydra's sweepers raise it (the basic sweeper then stops, Optuna
+    marks the trial failed); one line, as Hydra prints a compact error."""
+
+
+class SweepStopped(ErunError):
+    """A signal stopped the sweep: raised through Hydra's sweeper, so it launches no more batches;
+    erun exits 128+N."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"erun: the sweep was stopped by {name}; no further batch starts")
+        self.exit_status = ExitStatus.for_signal(signum)  # type: ignore[assignment]  # 128+N: no member
+
+
+def point_failed(result: PointResult, cwd: Path) -> PointFailed:
+    note = f" ({result.note})" if result.note else ""
+    code = "" if result.exit_code is None else f", exit {result.exit_code}"
+    return PointFailed(f"erun: point {result.point.index} {result.point.label} {result.state.value}{note}"
+                       f"{code}: {display_path(result.point.run_dir, cwd)}")
 
 
 def exit_status(results: Sequence[PointResult], signum: int | None) -> int:
@@ -156,6 +225,37 @@ def labels(points: Sequence[Sequence[str]]) -> list[str]:
                  if override_key(o) in short and "=" in o]
         out.append(f"[{','.join(parts)}]" if parts else f"[{i}]")
     return out
+
+
+def shared_dir(points: Sequence[SweepPoint]) -> tuple[SweepPoint, SweepPoint] | None:
+    """The first two points that would run in the same folder (a fixed `hydra.sweep.subdir`, or
+    an override_dirname that leaves out a swept key), if any."""
+    seen: dict[Path, SweepPoint] = {}
+    for point in points:
+        if point.work is None:
+            continue  # skipped: its earlier run is not run again
+        first = seen.setdefault(point.run_dir, point)
+        if first is not point:
+            return first, point
+    return None
+
+
+def shared_dir_error(points: Sequence[SweepPoint], cwd: Path) -> ConfigError | None:
+    """The one-line error for two points sharing a folder, before anything starts."""
+    pair = shared_dir(points)
+    if pair is None:
+        return None
+    a, b = pair
+    return ConfigError("hydra.sweep.subdir", f"puts point {a.index} {a.label} and point {b.index} {b.label} "
+                       f"in the same folder {display_path(a.run_dir, cwd)}",
+                       "make it differ per point, e.g. ${hydra.job.num}, or an override_dirname that "
+                       "keeps every swept key", COMMAND_LINE)
+
+
+def batch_labels(earlier: Sequence[PointResult], batch: Sequence[Sequence[str]]) -> list[str]:
+    """The labels of a sweeper's next batch, named against every point so far (so a batch of one
+    point still shows what varies)."""
+    return labels([*(r.point.overrides for r in earlier), *batch])[len(earlier):]
 
 
 # -- resume ----------------------------------------------------------------------------------
@@ -205,6 +305,7 @@ def outcome_of(result: PointResult) -> None:
     summary = read_json(RunPaths(result.point.run_dir).summary)
     result.restarts = summary.get("restarts")
     result.attempts = summary.get("attempts")
-    if result.point.prepared is None:  # skipped: its times are the earlier run's
+    result.result = summary.get("result", result.result)
+    if result.point.work is None:  # skipped: its times are the earlier run's
         attempts = summary.get("per_attempt") or [{}]
         result.start, result.end = attempts[0].get("start"), attempts[-1].get("end")

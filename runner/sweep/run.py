@@ -1,7 +1,9 @@
-"""Running a sweep: every point is a full agent (`python -m runner run-plan`), side by side.
+"""Running a sweep: every point is one process, side by side on the node's slots: an erun job's
+agent (`python -m runner run-plan`, `runner.sweep.agents`) or a Hydra task function's own
+process (`runner.sweep.tasks`); each point's `PointWork` says what to start and how it ended.
 
 Points run as separate processes, never threads: each agent installs signal handlers and forks
-its own orphan guard. One event loop, as the agent's: a pidfd per point's agent (readable when
+its own orphan guard. One event loop, as the agent's: a pidfd per point's process (readable when
 it exits), its stdout and stderr pipes, and the signal inbox; nothing polls.
 
 Point lifecycle:
@@ -21,7 +23,6 @@ also goes, unprefixed, to the point's run_dir/console.log.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import selectors
 import signal
@@ -33,16 +34,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runner.errors import ErunError
-from runner.paths import RunPaths
 from runner.runtime import processes
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
-from runner.sweep.points import (
-    PointResult,
-    PointState,
-    SweepPoint,
-    outcome_of,
-    read_json,
-)
+from runner.sweep.points import PointResult, PointState, SweepPoint, outcome_of
 from runner.sweep.slots import SlotKind, SlotPool, first_fit
 from runner.words import display_path
 
@@ -57,7 +51,7 @@ class RunningPoint:
 
     result: PointResult
     process: processes.Process
-    log: BinaryIO
+    log: BinaryIO | None
     grace_s: float
     partial: dict[int, bytes] = field(default_factory=dict)
 
@@ -90,9 +84,9 @@ class SweepRun:
         self.fail_fast = fail_fast
         self.streams = streams or Streams()
         self.results = [PointResult(p) for p in points]
-        self.pending = [r for r in self.results if r.point.prepared is not None]
+        self.pending = [r for r in self.results if r.point.work is not None]
         for r in self.results:
-            if r.point.prepared is None:
+            if r.point.work is None:
                 r.state = PointState.SKIPPED
                 r.note = "succeeded earlier"
                 outcome_of(r)
@@ -137,39 +131,32 @@ class SweepRun:
             self._start(result, slots)
 
     def _start(self, result: PointResult, slots: tuple[str, ...]) -> None:
-        """PENDING -> RUNNING (or FAILED when the agent cannot even be started)."""
-        prepared = result.point.prepared
-        assert prepared is not None
-        # No live panel: it draws on erun's terminal, which the points share.
-        plan = dataclasses.replace(prepared.plan, logs=dataclasses.replace(prepared.plan.logs, panel="off"))
-        if self.pool.kind is SlotKind.GPU and plan.devices:
-            plan = dataclasses.replace(plan, devices=slots[:plan.nproc])  # isolate_gpus: its own
+        """PENDING -> RUNNING (or FAILED when its process cannot even be started)."""
+        work = result.point.work
+        assert work is not None
         result.slots, result.start = slots, time.time()
-        run_dir = Path(plan.run_dir)
-        paths = RunPaths(run_dir)
-        env = {**self.environ, **self.pool.environ(slots, plan.nproc, self.environ)}
+        env = {**self.environ, **self.pool.environ(slots, work.nproc, self.environ)}
         try:
-            prepared.write_files()
-            paths.plan.write_text(plan.to_json())
-            log = open(paths.console_log, "ab")  # closed when the point ends
+            argv = work.command(slots, self.pool.kind is SlotKind.GPU)
+            log = open(work.console_log, "ab") if work.console_log else None  # closed when it ends
         except OSError as e:
             self._not_started(result, e)
             return
-        argv = [sys.executable, "-m", "runner", "run-plan", str(paths.plan)]
         try:
             process = processes.spawn(argv, env, str(self.cwd))
         except ErunError as e:
-            log.close()
+            if log is not None:
+                log.close()
             self._not_started(result, e)
             return
         result.state = PointState.RUNNING
-        running = RunningPoint(result, process, log, plan.restart.stop_grace_s)
+        running = RunningPoint(result, process, log, work.grace_s)
         self.running[process.pid] = running
         self._selector.register(process.pidfd, selectors.EVENT_READ, ("exit", running))
         self._selector.register(process.stdout_fd, selectors.EVENT_READ, ("out", running))
         self._selector.register(process.stderr_fd, selectors.EVENT_READ, ("err", running))
         self.streams.note(f"point {result.point.index} {result.point.label} started on "
-                          f"{self.pool.describe(slots)}: {display_path(run_dir, self.cwd)}")
+                          f"{self.pool.describe(slots)}: {display_path(work.run_dir, self.cwd)}")
 
     def _not_started(self, result: PointResult, error: Exception) -> None:
         """PENDING -> FAILED: its record or its agent could not even be started."""
@@ -223,19 +210,15 @@ class SweepRun:
             self._stop(signal.SIGTERM)
 
     def _signal_all(self, signum: int) -> None:
-        for pid in self.running:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        for pid, running in self.running.items():
+            assert running.result.point.work is not None
+            running.result.point.work.signal(pid, signum)
 
     def _kill_all(self) -> None:
-        """SIGKILL every agent still running (its orphan guard kills its workers) and reap it."""
-        for running in list(self.running.values()):
-            try:
-                os.kill(running.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """SIGKILL every point still running (an agent's orphan guard kills its workers) and reap it."""
+        for pid, running in list(self.running.items()):
+            assert running.result.point.work is not None
+            running.result.point.work.signal(pid, signal.SIGKILL)
             running.process.popen.wait()
             self._on_exit(running)
 
@@ -257,7 +240,8 @@ class SweepRun:
                 running.process.closed_fds.add(fd)
                 os.close(fd)
                 return False
-            running.log.write(chunk)
+            if running.log is not None:
+                running.log.write(chunk)
             self._write_lines(running, fd, running.partial.pop(fd, b"") + chunk)
             if not drain:
                 return True
@@ -287,10 +271,12 @@ class SweepRun:
                 self._selector.unregister(fd)
         self._selector.unregister(process.pidfd)
         process.close()
-        running.log.close()
+        if running.log is not None:
+            running.log.close()
         del self.running[process.pid]
         result.end, result.exit_code = time.time(), code
-        result.state = point_state(read_json(RunPaths(result.point.run_dir).summary).get("state"), code)
+        assert result.point.work is not None
+        result.state = result.point.work.ended(code)
         outcome_of(result)
         self.streams.note(f"point {result.point.index} {result.point.label} {result.state.value} "
                           f"in {result.duration or 0:.1f} s (exit {code})")
@@ -302,11 +288,3 @@ def prefixed(label: bytes, line: bytes) -> bytes:
     """`[lr=0.1][0]: text` for a rank's line, `[lr=0.1] erun: ...` for the agent's own."""
     return label + (b"" if line.startswith(b"[") else b" ") + line + b"\n"
 
-
-def point_state(recorded: object, exit_code: int) -> PointState:
-    """The agent's recorded state; its exit status when it recorded none (it was killed)."""
-    if recorded in ("SUCCEEDED", "FAILED", "INTERRUPTED"):
-        return PointState(recorded)
-    if exit_code == 0:
-        return PointState.SUCCEEDED
-    return PointState.INTERRUPTED if exit_code < 0 or exit_code > 128 else PointState.FAILED

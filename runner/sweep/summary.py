@@ -3,6 +3,7 @@ sweep.json and sweep.md in the sweep directory and printed as a table when the s
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 from runner.paths import SweepPaths
 from runner.sweep.points import PointResult
 from runner.words import display_path
+
+RESULT_WIDTH = 24  # a result wider than this is cut short in the table (sweep.json has it whole)
 
 
 @dataclass
@@ -28,11 +31,15 @@ class SweepSummary:
                 "points": [r.to_dict() for r in self.results]}
 
     def rows(self, cwd: Path) -> list[list[str]]:
-        header = ["point", "overrides", "state", "restarts", "duration", "slots", "run dir"]
+        """The table; a `result` column when any point reported one (`runner.result`, a task's value)."""
+        results = any(r.result is not None for r in self.results)
+        header = ["point", "overrides", "state", "restarts", "duration", "slots",
+                  *(["result"] if results else []), "run dir"]
         body = [[str(r.point.index), r.point.label, r.state.value + (f" ({r.note})" if r.note else ""),
                  "-" if r.restarts is None else str(r.restarts),
                  "-" if r.duration is None else f"{r.duration:.1f} s",
-                 ",".join(r.slots) or "-", display_path(r.point.run_dir, cwd)] for r in self.results]
+                 ",".join(r.slots) or "-", *([shown_result(r.result)] if results else []),
+                 display_path(r.point.run_dir, cwd)] for r in self.results]
         return [header, *body]
 
     def table(self, cwd: Path) -> str:
@@ -63,3 +70,11 @@ class SweepSummary:
         write_json(paths.summary_json, self.to_dict())
         paths.summary_md.write_text(f"{self.headline()}\n\n{self.markdown(cwd)}")
 
+
+
+def shown_result(value: Any) -> str:
+    """A result in a table cell: `-` for none, numbers as they are, anything else cut short."""
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, default=repr)
+    return text if len(text) <= RESULT_WIDTH else text[:RESULT_WIDTH - 3] + "..."

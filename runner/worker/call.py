@@ -1,7 +1,8 @@
 """`python -u -m runner.worker.call pkg.mod:fn [args...]`: the worker side of a `call` entrypoint.
 
 Imports the callable and calls `fn(**params)` with the job's params (ERUN_PARAMS, JSON);
-`sys.argv` is `[pkg.mod:fn, *args]` while it runs. An `int` return becomes the exit status.
+`sys.argv` is `[pkg.mod:fn, *args]` while it runs. An `int` return becomes the exit status; any
+other value but None is the rank's result (`runner.result`: rank 0's is the job's).
 An exception exits 1 with its traceback on stderr and in TORCHELASTIC_ERROR_FILE (torch's
 error-file format, so the agent's failure report shows it). When the callable's module
 imported torch, torch's own `@record` writes the file; otherwise erun writes the same JSON,
@@ -18,6 +19,9 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+# runner.worker.result's variable: worker modules import nothing of erun, not even each other.
+RESULT_VAR = "ERUN_RESULT_FILE"
 
 
 def load(target: str) -> Callable[..., Any]:
@@ -41,8 +45,21 @@ def params_from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any
 def run(target: str, args: list[str]) -> int:
     sys.argv = [target, *args]
     fn = load(target)
-    result = _recorded(fn)(**params_from_env(os.environ))
-    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+    value = _recorded(fn)(**params_from_env(os.environ))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if value is not None:
+        record_result(value)
+    return 0
+
+
+def record_result(value: Any) -> None:
+    """What `runner.result(value)` does: the rank's result as JSON, in the file RESULT_VAR names."""
+    path = os.environ.get(RESULT_VAR)
+    if path:
+        with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+            json.dump(value, f, default=repr)  # a value JSON cannot hold is recorded as its repr
+        os.replace(f"{path}.tmp", path)
 
 
 def _recorded(fn: Callable[..., Any]) -> Callable[..., Any]:

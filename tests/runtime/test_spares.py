@@ -25,7 +25,8 @@ from runner.state import JobState
 
 PREWARM = PrewarmPlan(modules=("tomllib",), after_s=0.1)  # light, and never imported by default
 # Differ between attempts by design; everything else must be identical, cold or warm.
-PER_ATTEMPT = {"MASTER_PORT", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_ERROR_FILE", "ERUN_HEARTBEAT_FILE"}
+PER_ATTEMPT = {"MASTER_PORT", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_ERROR_FILE", "ERUN_HEARTBEAT_FILE",
+               "ERUN_RESULT_FILE"}
 
 
 def warm_plan(erun: Erun, *args: object, **fields: Any) -> JobPlan:

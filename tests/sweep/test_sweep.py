@@ -229,6 +229,15 @@ def test_a_point_too_big_for_the_node_is_an_error_before_anything_runs(tmp_path:
     assert not (tmp_path / "sweep").exists() and not list(markers.iterdir())
 
 
+def test_two_points_sharing_a_folder_are_an_error_before_anything_runs(tmp_path: Path) -> None:
+    markers = write_job(tmp_path)
+    result = erun(["-m", "+job=point.yaml", "params.tag=a,b", "hydra.sweep.dir=sweep",
+                   "hydra.sweep.subdir=one"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "`hydra.sweep.subdir` puts point 0 [tag=a] and point 1 [tag=b] in the same folder" in result.stderr
+    assert not stamps(markers) and not (tmp_path / "sweep").exists()
+
+
 def test_resume_needs_a_sweep(tmp_path: Path) -> None:
     write_job(tmp_path)
     result = erun(["+job=point.yaml", "--resume=sweep"], tmp_path)

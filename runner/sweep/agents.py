@@ -1,0 +1,71 @@
+"""An erun job as a sweep point: its agent (`python -m runner run-plan plan.json`) in a process
+of its own, on the point's slots; its record says how it ended."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.paths import RunPaths
+from runner.plan import JobPlan
+from runner.record.read import read_json
+from runner.sweep.points import PointState, PreparedPoint
+
+
+@dataclass(frozen=True)
+class AgentWork:
+    """`PointWork` for a compiled erun job."""
+
+    prepared: PreparedPoint
+
+    @property
+    def plan(self) -> JobPlan:
+        return self.prepared.plan
+
+    @property
+    def nproc(self) -> int:
+        return self.plan.nproc
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.plan.run_dir)
+
+    @property
+    def grace_s(self) -> float:
+        return self.plan.restart.stop_grace_s
+
+    @property
+    def console_log(self) -> Path:
+        return RunPaths(self.run_dir).console_log
+
+    def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
+        # No live panel: it draws on erun's terminal, which the points share.
+        plan = dataclasses.replace(self.plan, logs=dataclasses.replace(self.plan.logs, panel="off"))
+        if gpus and plan.devices:
+            plan = dataclasses.replace(plan, devices=slots[:plan.nproc])  # isolate_gpus: its own
+        paths = RunPaths(self.run_dir)
+        self.prepared.write_files()
+        paths.plan.write_text(plan.to_json())
+        return [sys.executable, "-m", "runner", "run-plan", str(paths.plan)]
+
+    def signal(self, pid: int, signum: int) -> None:
+        """To the agent only: it stops its workers with its own grace."""
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def ended(self, exit_code: int) -> PointState:
+        return point_state(read_json(RunPaths(self.run_dir).summary).get("state"), exit_code)
+
+
+def point_state(recorded: object, exit_code: int) -> PointState:
+    """The agent's recorded state; its exit status when it recorded none (it was killed)."""
+    if recorded in ("SUCCEEDED", "FAILED", "INTERRUPTED"):
+        return PointState(recorded)
+    if exit_code == 0:
+        return PointState.SUCCEEDED
+    return PointState.INTERRUPTED if exit_code < 0 or exit_code > 128 else PointState.FAILED
