@@ -275,3 +275,29 @@ def failed_result() -> RunResult:
     return RunResult(JobState.FAILED, 1, [first, second], root_cause=cause, run_dir="/runs/r")
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """How a command ended after a terminal's Ctrl-C: its exit status, its stderr, and how long
+    it took to exit after the signal."""
+
+    returncode: int
+    stderr: str
+    seconds: float
+
+
+def ctrl_c(argv: list[str], cwd: Path, ready: Callable[[], Any], what: str) -> Interrupted:
+    """Start `argv` in its own process group, wait until `ready()`, then SIGINT the group (as a
+    terminal's Ctrl-C) and wait for it to exit; a command that does not is SIGKILLed."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(ready, what=what)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        return Interrupted(proc.returncode, err, time.monotonic() - started)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+

@@ -43,17 +43,24 @@ def check_call_target(target: str, search_path: list[str]) -> None:
 
 
 def find_spec(dotted: str, path: list[str]) -> ModuleSpec | None:
-    """The spec the worker's import would use, found without importing (None: not found)."""
-    parts = dotted.split(".")
+    """The spec the worker's import would use, found without importing (None: not found, or
+    not to be told without importing)."""
     try:
-        spec = importlib.machinery.PathFinder.find_spec(parts[0], path) or importlib.util.find_spec(parts[0])
-        for i in range(1, len(parts)):
-            locations = spec.submodule_search_locations if spec else None
-            if not locations:
-                return None
-            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(locations))
+        return locate(dotted, path)
     except (ImportError, ValueError):
         return None
+
+
+def locate(dotted: str, path: list[str]) -> ModuleSpec | None:
+    """`find_spec`, raising ImportError or ValueError where only an import could tell (a parent
+    package whose import fails, a module without a spec)."""
+    parts = dotted.split(".")
+    spec = importlib.machinery.PathFinder.find_spec(parts[0], path) or importlib.util.find_spec(parts[0])
+    for i in range(1, len(parts)):
+        locations = spec.submodule_search_locations if spec else None
+        if not locations:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(locations))
     return spec
 
 

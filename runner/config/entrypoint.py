@@ -4,8 +4,6 @@ executable on PATH, a `pkg.mod:fn` call target) without importing or running any
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import keyword
 import os
 import re
@@ -16,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import params as params_mod
-from runner.config.calltarget import check_call_target
+from runner.config.calltarget import check_call_target, locate
 from runner.config.keys import did_you_mean
 from runner.config.schema import PARAMS_AS
 from runner.config.sources import CompileContext
@@ -113,17 +111,10 @@ def _check_module(key: str, dotted: str, search_dir: str) -> None:
 def _module_exists(dotted: str, path: list[str]) -> bool:
     if dotted in sys.modules:  # os.path: importable, though os is no package to find it in
         return True
-    parts = dotted.split(".")
     try:
-        spec = importlib.machinery.PathFinder.find_spec(parts[0], path) or importlib.util.find_spec(parts[0])
-        for i in range(1, len(parts)):
-            locations = spec.submodule_search_locations if spec else None
-            if not locations:
-                return False
-            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(locations))
+        return locate(dotted, path) is not None
     except (ImportError, ValueError):
         return True  # cannot tell without importing; let the worker report it
-    return spec is not None
 
 
 def _params_as(value: Any) -> str:

@@ -5,17 +5,13 @@ trial failed); a sweep in batches (Optuna's n_jobs) records every batch and stop
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import WORKERS, subprocess_env, wait_for
+from conftest import WORKERS, ctrl_c
 from erun_cli import erun
 
 import runner
@@ -87,19 +83,9 @@ def test_ctrl_c_stops_a_sweep_in_batches(tmp_path: Path) -> None:
         f"params:\n  markers: {markers}\n  sleep: 60\n  code: 0\n  tag: x\n")
     argv = [sys.executable, "-m", "runner", "-m", "+job=point.yaml", "params.tag=a,b,c,d",
             "hydra.sweeper.max_batch_size=2", "hydra.launcher.slots=2", "hydra.sweep.dir=sweep"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: len(list(markers.glob("start_*"))) >= 2, what="the first batch running")
-        started = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, err
-    assert time.monotonic() - started < 15
+    done = ctrl_c(argv, tmp_path, lambda: len(list(markers.glob("start_*"))) >= 2, "the first batch running")
+    assert done.returncode == 130, done.stderr
+    assert done.seconds < 15
     assert sorted(p.name.split("_")[1] for p in markers.glob("ran_*")) == ["a", "b"]  # no next batch
     summary: dict[str, Any] = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert [r["state"] for r in summary["points"]] == ["INTERRUPTED", "INTERRUPTED"]

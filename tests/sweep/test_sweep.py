@@ -8,14 +8,12 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import WORKERS, subprocess_env, wait_for
+from conftest import WORKERS, ctrl_c, wait_for
 from erun_cli import erun
 
 from runner.devices import HostInfo
@@ -248,19 +246,9 @@ def test_ctrl_c_stops_every_point_and_leaves_no_survivors(tmp_path: Path) -> Non
     markers = write_job(tmp_path, sleep=60)
     argv = [sys.executable, "-m", "runner", "-m", "+job=point.yaml", "params.tag=a,b,c",
             "hydra.launcher.slots=2", "hydra.sweep.dir=sweep"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: len(stamps(markers)) == 2, what="two points running")
-        started = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: erun's process group only
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, err
-    assert time.monotonic() - started < 15
+    done = ctrl_c(argv, tmp_path, lambda: len(stamps(markers)) == 2, "two points running")
+    assert done.returncode == 130, done.stderr
+    assert done.seconds < 15
     assert sorted(r["state"] for r in sweep_rows(tmp_path / "sweep")) == ["INTERRUPTED", "INTERRUPTED",
                                                                           "NOT_STARTED"]
     for stamp in stamps(markers).values():

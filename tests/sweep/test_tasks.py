@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from conftest import WORKERS, subprocess_env, wait_for
+from conftest import WORKERS, ctrl_c, subprocess_env, wait_for
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 
@@ -68,19 +66,9 @@ def test_ctrl_c_stops_a_hydra_apps_sweep_and_leaves_no_survivors(tmp_path: Path)
     markers.mkdir()
     argv = [sys.executable, str(WORKERS / "hydra_app.py"), "-m", "hydra/launcher=erun", *SLOTS,
             f"+markers={markers}", "+sleep=60", "+a=0,1,2", "hydra.sweep.dir=sweep"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: len(list(markers.glob("start_*"))) == 2, what="two points running")
-        started = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the app's process group only
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, err
-    assert time.monotonic() - started < 10
+    done = ctrl_c(argv, tmp_path, lambda: len(list(markers.glob("start_*"))) == 2, "two points running")
+    assert done.returncode == 130, done.stderr
+    assert done.seconds < 10
     rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["points"]
     assert [r["state"] for r in rows] == ["INTERRUPTED", "INTERRUPTED", "NOT_STARTED"]
     for pid in (int(p.read_text()) for p in markers.glob("start_*")):
