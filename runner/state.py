@@ -218,6 +218,9 @@ class RunResult:
     root_cause: Failure | None = None
     signal: int | None = None
     run_dir: str = ""
+    # The job's result: what rank 0 of the last attempt passed to `runner.result` (or returned
+    # from a `call` entrypoint), as JSON data; None when it reported none.
+    result: Any = None
 
     @property
     def restarts(self) -> int:
@@ -246,4 +249,5 @@ class RunResult:
             },
             "per_attempt": [a.to_dict() for a in self.attempts],
             "run_dir": self.run_dir,
+            "result": self.result,
         }

@@ -291,6 +291,14 @@ def read_job_config(run_dir: Path) -> str | None:
 TAIL_BYTES = 4096
 
 
+def read_result(run_dir: Path, attempt: int, rank: int = 0) -> Any:
+    """What a rank passed to `runner.result` (or returned from a `call`) in an attempt; None."""
+    try:
+        return json.loads(RunPaths(run_dir).result(attempt, rank).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def last_output(run_dir: Path, attempt: int, rank: int) -> tuple[str, float] | None:
     """The rank's last non-blank output line (of stdout or stderr, whichever was written last)
     and when it was written; None before the rank wrote anything."""

@@ -66,20 +66,7 @@ def record_start(events: EventLog, plan: JobPlan, environ: Mapping[str, str]) ->
 
 
 def write_summary(paths: RunPaths, result: RunResult) -> None:
-    """summary.json, with `result`: what rank 0 of the last attempt reported (`runner.result`)."""
-    data = result.to_dict()
-    data["result"] = job_result(paths, result)
-    write_json(paths.summary, data)
-
-
-def job_result(paths: RunPaths, result: RunResult) -> Any:
-    """Rank 0's `runner.result` value in the last attempt, or None."""
-    if not result.attempts:
-        return None
-    try:
-        return json.loads(paths.result(result.attempts[-1].attempt, 0).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    write_json(paths.summary, result.to_dict())
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,9 +1,9 @@
 """The agent: launch this node's workers, watch them, stop and restart the group.
 
-One thread, one event loop. The selector watches a pidfd per worker (readable the moment it
-exits), each worker's stdout and stderr pipes, the signal inbox and torch's file-timer FIFO;
-nothing polls, except the health watchdogs and the rendezvous on their own intervals. The
-agent never imports torch on a single node.
+One thread, one event loop (runner.runtime.loop: a pidfd per worker, its pipes, the signal
+inbox, the file-timer FIFO, the guard); nothing polls, except the health watchdogs and the
+rendezvous on their own intervals. This module is the policy around it: rounds, attempts,
+restart decisions, stops and the record. The agent never imports torch on a single node.
 
 Job flow (one attempt after the other):
 
@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import selectors
 import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import ExitStatus, LaunchError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
 from runner.record import writer as record
+from runner.record.read import read_result
 from runner.runtime import final_report as report
 from runner.runtime import processes, restart
 from runner.runtime.console import Console, wants_panel
@@ -39,12 +40,12 @@ from runner.runtime.custody import Custody
 from runner.runtime.env import AttemptContext, file_timers_enabled, omp_default
 from runner.runtime.filetimer import FileTimerServer
 from runner.runtime.health import HealthMonitor
-from runner.runtime.logs import OutputStream
+from runner.runtime.loop import EventLoop
 from runner.runtime.membership import Interrupted, Membership, Round
 from runner.runtime.notes import Notes
 from runner.runtime.processes import KILL_WAIT_S
 from runner.runtime.registry import membership_for
-from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
+from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS
 from runner.runtime.spares import SparePool
 from runner.runtime.usage_error import usage_error
 from runner.runtime.workers import Worker, WorkerGroup
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     from runner.runtime.panel import PanelSampler
 
 PANEL_INTERVAL_S = 1.0
-MAX_SELECT_S = 3600.0
 
 
 class Agent:
@@ -70,8 +70,7 @@ class Agent:
         self.history: list[AttemptResult] = []
         # Running counts over `history`: each restart decision is O(1), however long the job.
         self._ledger = restart.RestartLedger(plan.restart)
-        self._selector = selectors.DefaultSelector()
-        self._inbox = SignalInbox()
+        self._loop = EventLoop()
         self._paths: RunPaths | None = None
         self._events: record.EventLog | None = None
         self._notes: Notes | None = None
@@ -108,13 +107,10 @@ class Agent:
         """Handlers and the guard exist before the first worker does, and outlive the last."""
         assert self._paths is not None
         processes.raise_fd_limit()  # five descriptors a worker: 200 workers pass `ulimit -n 256`
-        self._inbox.install()
-        self._selector.register(self._inbox.fileno(), selectors.EVENT_READ, None)
         if file_timers_enabled(self.plan, self.environ):
             self._timers = FileTimerServer(self._paths.timer_fifo)
-            self._selector.register(self._timers.fileno(), selectors.EVENT_READ, self._timers)
         self._custody.start()  # last: `finally` leaves the cgroup
-        self._selector.register(self._custody.fileno(), selectors.EVENT_READ, self._custody)
+        self._loop.open(self._custody, self._timers)
         try:
             return self._run_attempts()
         finally:
@@ -123,8 +119,7 @@ class Agent:
             if self._timers is not None:
                 self._timers.close()
             self._custody.close(spares)
-            self._inbox.uninstall()
-            self._selector.close()
+            self._loop.close()
 
     def _run_attempts(self) -> RunResult:
         base_env = self.environ
@@ -179,16 +174,10 @@ class Agent:
         """Back off before the next attempt; a stop signal ends the wait (and the job)."""
         deadline = time.monotonic() + delay_s
         while time.monotonic() < deadline:
-            for key, _ in self._selector.select(_select_timeout(deadline)):
-                if key.data is None:
-                    stop = next((s for s in self._inbox.drain() if s in STOP_SIGNALS), None)
-                    if stop is not None:
-                        self._note(f"received {signal.Signals(stop).name} while backing off; stopping")
-                        return stop
-                elif isinstance(key.data, FileTimerServer):
-                    key.data.read()
-                elif isinstance(key.data, Custody):
-                    key.data.guard_died()
+            stop = next((s for s in self._loop.turn(None, deadline) if s in STOP_SIGNALS), None)
+            if stop is not None:
+                self._note(f"received {signal.Signals(stop).name} while backing off; stopping")
+                return stop
         return None
 
     def _interrupted(self, signum: int) -> RunResult:
@@ -200,6 +189,7 @@ class Agent:
             state=state, exit_code=int(exit_code), attempts=list(self.history),
             root_cause=None if state is JobState.SUCCEEDED else first_failure(failures),
             signal=signum, run_dir=self.plan.run_dir,
+            result=read_result(Path(self.plan.run_dir), self.history[-1].attempt) if self.history else None,
         )
 
     def _announce(self, base_env: dict[str, str]) -> None:
@@ -248,7 +238,7 @@ class Agent:
         next_panel = self._refresh_panel(group, result)
         while True:
             deadline = _earliest(monitor.next_due(), next_poll, next_panel, spares_due)
-            signums = self._wait(group, deadline=deadline, stopping=False)
+            signums = self._loop.turn(group, deadline=deadline, stopping=False)
             if next_panel is not None and time.monotonic() >= next_panel:
                 next_panel = self._refresh_panel(group, result)
             if spares_due is not None and time.monotonic() >= spares_due and group.running():
@@ -362,59 +352,22 @@ class Agent:
         swept += self._custody.sweep([*self._spares.pids(), *(w.pid for w in group.workers if w.pid)])
         if swept:
             self._event("swept", pids=swept)
-        self._release(group)
+        self._loop.release(group)
 
     def _wait_until_ended(self, group: WorkerGroup, deadline: float) -> None:
         while group.running() and time.monotonic() < deadline:
-            signums = self._wait(group, deadline, stopping=True)
+            signums = self._loop.turn(group, deadline, stopping=True)
             stop = next((s for s in signums if s in STOP_SIGNALS), None)
             if stop is not None:
                 self._interrupt = self._interrupt or stop  # no restart after this attempt
                 deadline = time.monotonic()  # impatient user: go straight to SIGKILL
             self._forward(group, signums)
 
-    def _wait(self, group: WorkerGroup, deadline: float | None, stopping: bool) -> list[int]:
-        """One turn of the loop: pump output, note exits. Returns the signals received."""
-        timeout = None if deadline is None else _select_timeout(deadline)
-        signums: list[int] = []
-        for key, _ in self._selector.select(timeout):
-            if key.data is None:
-                signums += self._inbox.drain()
-            elif isinstance(key.data, OutputStream):
-                if not key.data.pump():
-                    self._selector.unregister(key.fd)
-            elif isinstance(key.data, FileTimerServer):
-                key.data.read()
-            elif isinstance(key.data, Custody):
-                key.data.guard_died()
-            else:
-                self._on_exit(group, key.data, stopping)
-        return signums
-
-    def _on_exit(self, group: WorkerGroup, worker: Worker, stopping: bool) -> None:
-        group.on_exit(worker, stopping)
-        if not worker.running:
-            assert worker.process is not None
-            self._selector.unregister(worker.process.pidfd)
-
     def _watch(self, worker: Worker) -> None:
         """Register a fresh worker's pidfd and pipes, and tell the guard its process group."""
         assert worker.process is not None
         self._custody.watch(worker.process.pid)
-        self._selector.register(worker.process.pidfd, selectors.EVENT_READ, worker)
-        for stream in worker.streams:
-            self._selector.register(stream.fd, selectors.EVENT_READ, stream)
-
-    def _release(self, group: WorkerGroup) -> None:
-        """Unregister and close what the group still holds, after a last drain of output."""
-        for worker in group.workers:
-            fds = [s.fd for s in worker.streams if s.open]
-            if worker.process is not None and worker.process.pidfd not in worker.process.closed_fds:
-                fds.append(worker.process.pidfd)
-            for fd in fds:
-                if fd in self._selector.get_map():
-                    self._selector.unregister(fd)
-        group.close()
+        self._loop.watch(worker)
 
     # -- record ----------------------------------------------------------------------------
 
@@ -435,12 +388,6 @@ class Agent:
     def _note(self, message: str, **fields: object) -> None:
         if self._notes is not None:
             self._notes.note(message, **fields)
-
-
-def _select_timeout(deadline: float) -> float:
-    """Seconds until `deadline`, at most MAX_SELECT_S: epoll rejects a timeout over ~24 days,
-    and every caller loops until its deadline anyway."""
-    return min(MAX_SELECT_S, max(0.0, deadline - time.monotonic()))
 
 
 def _earliest(*times: float | None) -> float | None:
