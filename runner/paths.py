@@ -14,6 +14,20 @@ HYDRA_SUBDIR = ".hydra"  # Hydra's record of a run: config.yaml, hydra.yaml, ove
 RETRY_SUFFIX = "_retry"
 # A sweep's point folders: N, or N_retryK when --resume ran point N again.
 POINT_DIR = re.compile(rf"\d+({RETRY_SUFFIX}\d+)?")
+# The run directory and erun's files in it: the user's only (they may hold commands, paths and
+# secrets); `logs.private=false`: as the umask allows.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+SHARED_DIR_MODE = 0o777
+SHARED_FILE_MODE = 0o666
+
+
+def dir_mode(private: bool) -> int:
+    return PRIVATE_DIR_MODE if private else SHARED_DIR_MODE
+
+
+def file_mode(private: bool) -> int:
+    return PRIVATE_FILE_MODE if private else SHARED_FILE_MODE
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.paths import RunPaths
+from runner.paths import RunPaths, file_mode
 from runner.plan import JobPlan
+from runner.record.disk import DroppedWrites
 from runner.runtime import logs, processes
 from runner.runtime.console import Console
 from runner.runtime.env import SINGLE_NODE, AttemptContext, RankLayout, worker_env
@@ -92,9 +93,10 @@ class WorkerGroup:
     def __init__(
         self, plan: JobPlan, paths: RunPaths, attempt: int,
         layout: RankLayout = SINGLE_NODE, observer: StateObserver | None = None,
-        console: Console | None = None,
+        console: Console | None = None, dropped: DroppedWrites | None = None,
     ) -> None:
         self.console = console or Console()
+        self.dropped = dropped or DroppedWrites()
         self.plan = plan
         self.paths = paths
         self.attempt = attempt
@@ -112,7 +114,10 @@ class WorkerGroup:
         argv = self.plan.entrypoint.argv()
         for worker in self.workers:
             rank_dir = self.paths.rank_dir(self.attempt, worker.rank)
-            rank_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                rank_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a full disk: the worker runs, its output is counted as dropped
+                self.dropped.count(0, rank_dir, e)
             env = self.env(worker.local_rank, ctx, base_env)
             process = spares.take(worker.local_rank, argv, env, self.plan.cwd) if spares else None
             worker.warm = process is not None
@@ -137,7 +142,8 @@ class WorkerGroup:
         prefix = logs.make_prefix(plan.logs.prefix, worker.rank, worker.local_rank, plan.role, self.attempt)
         shown = plan.logs.shows(worker.rank)
         return [
-            logs.OutputStream(fd, path, self.console if shown else None, prefix, name)
+            logs.OutputStream(fd, path, self.console if shown else None, prefix, name, self.dropped,
+                              file_mode(plan.logs.private))
             for name, fd, path in (
                 ("stdout", worker.process.stdout_fd, self.paths.stdout(self.attempt, worker.rank)),
                 ("stderr", worker.process.stderr_fd, self.paths.stderr(self.attempt, worker.rank)),

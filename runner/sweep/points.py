@@ -23,6 +23,7 @@ from runner.overrides import override_key
 from runner.paths import RunPaths, SweepPaths
 from runner.plan import JobPlan
 from runner.record.read import read_json, read_overrides
+from runner.record.writer import write_start_files
 
 
 class PointState(str, enum.Enum):
@@ -51,9 +52,8 @@ class PreparedPoint:
     overrides: tuple[str, ...]
 
     def write_files(self) -> None:
-        for path, text in self.files.items():
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text, encoding="utf-8")
+        """Written whole, never through a link; ConfigError when the disk refuses (runner.record.writer)."""
+        write_start_files(self.files, self.plan.logs.private)
 
 
 @runtime_checkable

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runner.errors import ErunError
-from runner.paths import RunPaths
+from runner.paths import RunPaths, file_mode
+from runner.record.writer import write_file
 from runner.runtime import processes
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.sweep.points import (
@@ -147,12 +148,13 @@ class SweepRun:
         result.slots, result.start = slots, time.time()
         run_dir = Path(plan.run_dir)
         paths = RunPaths(run_dir)
-        env = {**self.environ, **self.pool.environ(slots, plan.nproc, self.environ)}
+        # plan.json has the secrets redacted; `erun run-plan` takes them from its environment.
+        env = {**self.environ, **self.pool.environ(slots, plan.nproc, self.environ), **plan.secret_env()}
         try:
             prepared.write_files()
-            paths.plan.write_text(plan.to_json())
+            write_file(paths.plan, plan.to_json(), file_mode(plan.logs.private))
             log = open(paths.console_log, "ab")  # closed when the point ends
-        except OSError as e:
+        except (OSError, ErunError) as e:
             self._not_started(result, e)
             return
         argv = [sys.executable, "-m", "runner", "run-plan", str(paths.plan)]

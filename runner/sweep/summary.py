@@ -56,10 +56,10 @@ class SweepSummary:
         return f"erun: sweep of {len(self.results)} point(s) on {self.slots}: {how}{stopped}"
 
     def write(self, cwd: Path) -> None:
-        from runner.record.writer import write_json
+        from runner.record.writer import write_file, write_json
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         paths = SweepPaths(self.sweep_dir)
         write_json(paths.summary_json, self.to_dict())
-        paths.summary_md.write_text(f"{self.headline()}\n\n{self.markdown(cwd)}")
+        write_file(paths.summary_md, f"{self.headline()}\n\n{self.markdown(cwd)}")
 
