@@ -106,3 +106,19 @@ def test_a_damaged_record_is_a_report_or_one_line_never_a_traceback(
     if done.returncode == 2:
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert len(done.stdout) < 1_000_000
+
+
+def test_report_never_writes_through_a_link_planted_at_report_html(
+        finished_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    subprocess.run(["cp", "-a", str(finished_run), str(run_dir)], check=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    RunPaths(run_dir).report_html.symlink_to(victim)
+    done = subprocess.run([sys.executable, "-m", "runner", "report", str(run_dir)], cwd=REPO,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "precious\n"
+    page = RunPaths(run_dir).report_html
+    assert not page.is_symlink() and page.read_text().startswith("<!")
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
