@@ -8,13 +8,14 @@ agent's event log) as it happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.paths import RunPaths, file_mode
+from runner.paths import RunPaths, dir_mode, file_mode
 from runner.plan import JobPlan
 from runner.record.disk import DroppedWrites
 from runner.runtime import logs, processes
@@ -112,6 +113,8 @@ class WorkerGroup:
               on_spawn: Callable[[Worker], None], spares: SparePool | None = None) -> None:
         """INIT -> HEALTHY: spawn every worker (or hand it to its warm spare), with log files and pipes."""
         argv = self.plan.entrypoint.argv()
+        with contextlib.suppress(OSError):  # deleted while the job runs: as private as it was made
+            self.paths.run_dir.mkdir(mode=dir_mode(self.plan.logs.private), parents=True, exist_ok=True)
         for worker in self.workers:
             rank_dir = self.paths.rank_dir(self.attempt, worker.rank)
             try:

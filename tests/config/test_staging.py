@@ -20,18 +20,24 @@ def staged(tmpdir: Path) -> list[Path]:
     return sorted(tmpdir.glob("erun-conf-*"))
 
 
-def start_erun(job_dir: Path, tmpdir: Path) -> subprocess.Popen[str]:
+COMMANDS = {"job": ["+job=j.yaml", "--dry-run"],
+            "torchrun": ["torchrun", "--nproc-per-node=1", "--no-python", "true"]}
+
+
+def start_erun(job_dir: Path, tmpdir: Path, command: str = "job") -> subprocess.Popen[str]:
     (job_dir / "j.yaml").write_text("exec: /bin/true\n")
-    return subprocess.Popen([sys.executable, "-m", "runner", "+job=j.yaml", "--dry-run"], cwd=job_dir,
+    return subprocess.Popen([sys.executable, "-m", "runner", *COMMANDS[command]], cwd=job_dir,
                             env=subprocess_env({"TMPDIR": str(tmpdir), "PYTHONPATH": str(REPO)}),
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_signal_at_start_up_leaves_no_staging_folder(tmp_path: Path, signum: int) -> None:
+def test_a_stop_signal_at_start_up_leaves_no_staging_folder(
+        tmp_path: Path, signum: int, command: str) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    proc = start_erun(tmp_path, tmpdir)
+    proc = start_erun(tmp_path, tmpdir, command)
     wait_for(lambda: staged(tmpdir) or proc.poll() is not None, what="the staging folder")
     proc.send_signal(signum)
     proc.communicate(timeout=60)
@@ -39,10 +45,11 @@ def test_a_stop_signal_at_start_up_leaves_no_staging_folder(tmp_path: Path, sign
     assert staged(tmpdir) == []
 
 
-def test_the_staging_folder_of_a_killed_erun_is_removed_by_the_next_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_the_staging_folder_of_a_killed_erun_is_removed_by_the_next_one(tmp_path: Path, command: str) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    proc = start_erun(tmp_path, tmpdir)
+    proc = start_erun(tmp_path, tmpdir, command)
     wait_for(lambda: any((p / ".erun.lock").exists() for p in staged(tmpdir)), what="the staging folder")
     proc.kill()
     proc.communicate(timeout=60)
