@@ -6,7 +6,7 @@ environment keeps the real values (the plan in memory has them, `JobPlan.to_json
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runner.plan import REDACTED, JobPlan, looks_secret
@@ -32,3 +32,14 @@ def scrub(text: str, secrets: Mapping[str, str]) -> str:
         if len(value) >= 4:  # shorter: too likely to be part of other words
             text = text.replace(value, REDACTED)
     return text
+
+
+def redacted_saved_config(text: str, plans: Sequence[JobPlan]) -> str:
+    """Hydra's multirun.yaml (the sweep's config, saved before the points were compiled): its
+    `env` and every point's secret values redacted."""
+    from omegaconf import OmegaConf
+
+    if not plans:
+        return text
+    secrets = {k: v for plan in plans for k, v in plan.secret_env().items()}
+    return scrub(redacted_config(OmegaConf.create(text), plans[0], resolve=False), secrets)

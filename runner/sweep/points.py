@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from runner.devices import HostInfo
 from runner.errors import ErunError, ExitStatus
 from runner.overrides import override_key
-from runner.paths import RunPaths, SweepPaths
+from runner.paths import PRIVATE_DIR_MODE, RunPaths, SweepPaths
 from runner.plan import JobPlan
 from runner.record.read import read_json, read_overrides
 from runner.record.writer import write_start_files
@@ -53,6 +53,9 @@ class PreparedPoint:
 
     def write_files(self) -> None:
         """Written whole, never through a link; ConfigError when the disk refuses (runner.record.writer)."""
+        run_dir = Path(self.plan.run_dir)
+        if self.plan.logs.private and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.chmod(PRIVATE_DIR_MODE)  # Hydra made it for this point, as the umask allowed
         write_start_files(self.files, self.plan.logs.private)
 
 

@@ -153,7 +153,8 @@ class SweepRun:
         try:
             prepared.write_files()
             write_file(paths.plan, plan.to_json(), file_mode(plan.logs.private))
-            log = open(paths.console_log, "ab")  # closed when the point ends
+            log = os.fdopen(os.open(paths.console_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                                    file_mode(plan.logs.private)), "ab")  # closed when the point ends
         except (OSError, ErunError) as e:
             self._not_started(result, e)
             return

@@ -56,10 +56,16 @@ class SweepSummary:
         return f"erun: sweep of {len(self.results)} point(s) on {self.slots}: {how}{stopped}"
 
     def write(self, cwd: Path) -> None:
-        from runner.record.writer import write_file, write_json
+        import json
+
+        from runner.config.redact import scrub
+        from runner.record.writer import write_file
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         paths = SweepPaths(self.sweep_dir)
-        write_json(paths.summary_json, self.to_dict())
-        write_file(paths.summary_md, f"{self.headline()}\n\n{self.markdown(cwd)}")
+        secrets = {k: v for r in self.results if r.point.prepared
+                   for k, v in r.point.prepared.plan.secret_env().items()}  # the overrides name them
+        data = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        write_file(paths.summary_json, scrub(data, secrets))
+        write_file(paths.summary_md, scrub(f"{self.headline()}\n\n{self.markdown(cwd)}", secrets))
 

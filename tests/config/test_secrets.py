@@ -76,3 +76,17 @@ def test_redact_and_logs_private_are_the_users_to_choose(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert json.loads((run_dir / "plan.json").read_text())["env"]["WANDB_API_KEY"] == FILE_SECRET
     assert stat.S_IMODE(run_dir.stat().st_mode) != 0o700
+
+
+def test_a_sweep_writes_no_secret_and_keeps_its_points_private(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["+job=j.yaml", "-m", "role=a,b", f"env.HF_TOKEN={LINE_SECRET}", f"hydra.sweep.dir={sweep}"]
+    done = erun(args, job(tmp_path), env={"SEEN": str(tmp_path / "seen")})
+    assert done.returncode == 0, done.stderr
+    report = erun(["report", str(sweep)], tmp_path)
+    for secret in (FILE_SECRET, LINE_SECRET):
+        assert files_with(sweep, secret) == []
+        assert secret not in done.stdout + done.stderr + report.stdout + report.stderr
+    for point in ("0", "1"):
+        assert stat.S_IMODE((sweep / point).stat().st_mode) == 0o700
+        assert stat.S_IMODE((sweep / point / "console.log").stat().st_mode) == 0o600
