@@ -58,7 +58,7 @@ ALL = ("erun", "erun-hydra", "torchrun", "floor")
 RESTART = ("erun", "erun-cold", "erun-hydra", "torchrun-fresh", "torchrun", "floor")
 AGENTS = ("erun", "erun-hydra", "torchrun")
 NODES = ("erun", "torchrun", "torchrun-fresh")
-SCALE = ("erun", "torchrun")  # erun: `erun torchrun` with the same flags
+SCALE = ("erun", "erun-plan", "torchrun")  # erun: `erun torchrun`; erun-plan: run-plan, no Hydra
 
 FULL = BenchConfig(
     mode="full", launch_reps=5, launch_torch_reps=5,
@@ -92,7 +92,7 @@ QUICK = BenchConfig(
     multinode_nodes=(2, 4), multinode_reps=1, multinode_absorb_reps=1, multinode_deadlock_reps=0,
     multinode_timeout_s=75.0, multinode_launchers=NODES,
     sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0,
-    scale_agents=(2, 4), scale_reps=1, scale_timeout_s=90.0, scale_launchers=SCALE,
+    scale_agents=(2, 4), scale_reps=1, scale_timeout_s=90.0, scale_launchers=("erun", "torchrun"),
 )
 
 SMOKE = BenchConfig(

@@ -9,9 +9,10 @@ spawning, reaping). Per run:
   started and waited for (os.wait4's rusage), summed over the N agents, divided by N;
 - `all running, N agents`: from just before the first agent starts until the last rank stamped.
 
-Both launchers get the same rendezvous settings (last_call_timeout=1 s) and local address, and
-runs are interleaved so that load hits both alike. erun torchrun writes its run record into the
-run's temporary folder (TMPDIR), as it does without --log-dir.
+Every launcher gets the same rendezvous settings (last_call_timeout=1 s) and local address, and
+runs are interleaved so that load hits all alike. `erun-plan` runs the same job as plans
+(`erun run-plan`, no Hydra): the agent's own cost, apart from `erun torchrun`'s Hydra. erun
+torchrun writes its run record into the run's temporary folder (TMPDIR), as without --log-dir.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import Row, log, started, workdir
@@ -35,15 +37,43 @@ STAMP = 'date +%s.%N > "$0/$RANK"'
 POLL_S = 0.02
 
 
-def argv(launcher: str, nodes: int, out: Path) -> list[str]:
+@dataclass(frozen=True)
+class Job:
+    """One job of N agents: its rendezvous and where the ranks stamp."""
+
+    nodes: int
+    endpoint: str
+    rdzv_id: str
+    out: Path
+
+    def argv(self, launcher: str, work: Path, index: int) -> list[str]:
+        """Agent `index`: the torchrun command line (`erun torchrun` or torchrun), or for
+        `erun-plan` the same job as a plan (`erun run-plan`: no Hydra, the agent alone)."""
+        if launcher == "erun-plan":
+            return [sys.executable, "-m", "runner", "run-plan", str(self.plan_file(work, index))]
+        flags = [f"--nnodes={self.nodes}", "--nproc-per-node=1", "--rdzv-backend=c10d",
+                 f"--rdzv-endpoint={self.endpoint}", f"--rdzv-id={self.rdzv_id}",
+                 "--rdzv-conf=last_call_timeout=1", "--local-addr=127.0.0.1", "--no-python", "sh", "-c",
+                 STAMP, str(self.out)]
+        head = [sys.executable, "-m", "runner", "torchrun"] if launcher == "erun" else torchrun_argv()
+        return [*head, *flags]
+
+    def plan_file(self, work: Path, index: int) -> Path:
+        from runner.plan import EntrypointKind, EntrypointPlan, JobPlan, LogsPlan, RdzvPlan
+
+        rdzv = RdzvPlan("c10d", self.endpoint, self.rdzv_id, self.nodes, self.nodes,
+                        {"last_call_timeout": 1, "join_timeout": 60, "local_addr": "127.0.0.1"})
+        plan = JobPlan(EntrypointPlan(EntrypointKind.EXEC, "sh", ("-c", STAMP, str(self.out))), 1,
+                       str(work / f"run{index}"), f"bench-{index}", logs=LogsPlan(console=False), rdzv=rdzv)
+        path = work / f"plan{index}.json"
+        path.write_text(plan.to_json())
+        return path
+
+
+def new_job(nodes: int, out: Path) -> Job:
     from runner.runtime.membership import free_port
 
-    endpoint = f"127.0.0.1:{free_port('127.0.0.1')}"
-    flags = [f"--nnodes={nodes}", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
-             f"--rdzv-id={uuid.uuid4().hex[:12]}", "--rdzv-conf=last_call_timeout=1",
-             "--local-addr=127.0.0.1", "--no-python", "sh", "-c", STAMP, str(out)]
-    head = [sys.executable, "-m", "runner", "torchrun"] if launcher == "erun" else torchrun_argv()
-    return [*head, *flags]
+    return Job(nodes, f"127.0.0.1:{free_port('127.0.0.1')}", uuid.uuid4().hex[:12], out)
 
 
 def reap(pids: list[int], deadline: float) -> float | None:
@@ -68,10 +98,11 @@ def measure(launcher: str, nodes: int, timeout_s: float) -> tuple[float | None, 
         out.mkdir()
         env = {"TMPDIR": str(work)}
         with ExitStack() as stack:
-            command = argv(launcher, nodes, out)  # one job: the same endpoint and id for all
+            job = new_job(nodes, out)  # one job: the same endpoint and id for all its agents
+            commands = [job.argv(launcher, work, i) for i in range(nodes)]
             begin = time.time()
             running = [stack.enter_context(started(command, work / f"agent{i}.log", env))
-                       for i in range(nodes)]
+                       for i, command in enumerate(commands)]
             cpu = reap([r.pid for r in running], begin + timeout_s)  # Popen.wait copes with a reaped pid
         stamps = [float(p.read_text()) for p in out.iterdir() if p.read_text().strip()]
         if cpu is None or len(stamps) != nodes:

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import Row
 
-ERUNS = ("erun", "erun-hydra")
+ERUNS = ("erun", "erun-hydra", "erun-plan")
 
 
 @dataclass(frozen=True)
