@@ -48,12 +48,17 @@ class BenchConfig:
     sweep_sleep_s: float  # each job's worker sleeps this long
     sweep_reps: int
     sweep_timeout_s: float
+    scale_agents: tuple[int, ...]  # N agents of one job (one worker each), erun torchrun vs torchrun
+    scale_reps: int
+    scale_timeout_s: float
+    scale_launchers: tuple[str, ...]
 
 
 ALL = ("erun", "erun-hydra", "torchrun", "floor")
 RESTART = ("erun", "erun-cold", "erun-hydra", "torchrun-fresh", "torchrun", "floor")
 AGENTS = ("erun", "erun-hydra", "torchrun")
 NODES = ("erun", "torchrun", "torchrun-fresh")
+SCALE = ("erun", "erun-plan", "torchrun")  # erun: `erun torchrun`; erun-plan: run-plan, no Hydra
 
 FULL = BenchConfig(
     mode="full", launch_reps=5, launch_torch_reps=5,
@@ -67,6 +72,7 @@ FULL = BenchConfig(
     multinode_nodes=(2, 4), multinode_reps=5, multinode_absorb_reps=5, multinode_deadlock_reps=1,
     multinode_timeout_s=90.0, multinode_launchers=NODES,
     sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0,
+    scale_agents=(2, 4, 8), scale_reps=3, scale_timeout_s=120.0, scale_launchers=SCALE,
 )
 
 # About 3 minutes on 2 busy cores: every metric, erun and torchrun side by side in each, one
@@ -86,6 +92,7 @@ QUICK = BenchConfig(
     multinode_nodes=(2, 4), multinode_reps=1, multinode_absorb_reps=1, multinode_deadlock_reps=0,
     multinode_timeout_s=75.0, multinode_launchers=NODES,
     sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0,
+    scale_agents=(2, 4), scale_reps=1, scale_timeout_s=90.0, scale_launchers=("erun", "torchrun"),
 )
 
 SMOKE = BenchConfig(
@@ -98,6 +105,7 @@ SMOKE = BenchConfig(
     multinode_nodes=(2,), multinode_reps=1, multinode_absorb_reps=0, multinode_deadlock_reps=0,
     multinode_timeout_s=60.0, multinode_launchers=("erun",),
     sweep_points=2, sweep_sleep_s=0.2, sweep_reps=1, sweep_timeout_s=60.0,
+    scale_agents=(2,), scale_reps=1, scale_timeout_s=60.0, scale_launchers=("erun",),
 )
 
 MODES = {c.mode: c for c in (FULL, QUICK, SMOKE)}

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from bench import launch, multinode, overhead, restart, sweep
+from bench import launch, multinode, overhead, restart, scale, sweep
 from bench.common import Row
 from bench.config import BenchConfig
 
@@ -27,5 +27,6 @@ class Metric:
         return cls(module.NAME, module.TITLE, module.run, getattr(module, "PENDING", None))
 
 
-METRICS: tuple[Metric, ...] = tuple(Metric.of(m) for m in (launch, restart, overhead, multinode, sweep))
+METRICS: tuple[Metric, ...] = tuple(
+    Metric.of(m) for m in (launch, restart, overhead, multinode, sweep, scale))
 BY_NAME = {m.name: m for m in METRICS}

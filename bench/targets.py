@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import Row
 
-ERUNS = ("erun", "erun-hydra")
+ERUNS = ("erun", "erun-hydra", "erun-plan")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,9 @@ def targets(rows: list[Row]) -> list[Target]:
     ]
     idle = [r.case for r in rows if r.metric == "overhead" and r.case.endswith("CPU idle supervision")]
     cpu = [Target("agent CPU over idle supervision", "overhead", case, 1.0) for case in idle[:1]]
-    return fixed + restarts + multinode + cpu
+    agents = sorted({r.case for r in rows if r.metric == "scale" and r.case.startswith("CPU per agent")})
+    scale = [Target(f"agent CPU, {case.rsplit(', ', 1)[-1]}", "scale", case, 0.7) for case in agents]
+    return fixed + restarts + multinode + cpu + scale
 
 
 def median(rows: list[Row], metric: str, case: str, launcher: str) -> tuple[float | None, Row | None]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.config import argv as argv_mod
-from runner.config import gcpause, jobfile
+from runner.config import gcpause, jobfile, staging
 from runner.config.argv import Invocation
 from runner.config.hydra_run import run_hydra
 from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus
@@ -40,15 +39,18 @@ if TYPE_CHECKING:
 
 def main(argv: list[str]) -> int:
     """Run the job(s) `argv` describes; the exit status of the job, or of the first failed point."""
-    with tempfile.TemporaryDirectory(prefix="erun-conf-") as staging:
-        invocation = argv_mod.shape(argv, Path.cwd(), Path(staging))
-        for note in invocation.notes:
-            print(f"erun: note: {note}", file=sys.stderr, flush=True)
-        session = Session(invocation)
-        try:
-            run_hydra(Path(staging), invocation, session.run_point)
-        finally:
-            session.clean_up()
+    try:
+        with staging.staging_dir() as folder:  # gone however erun ends (runner.config.staging)
+            invocation = argv_mod.shape(argv, Path.cwd(), folder)
+            for note in invocation.notes:
+                print(f"erun: note: {note}", file=sys.stderr, flush=True)
+            session = Session(invocation)
+            try:
+                run_hydra(folder, invocation, session.run_point)
+            finally:
+                session.clean_up()
+    except staging.StartupStopped as stop:
+        return ExitStatus.for_signal(stop.signum)
     if session.error is not None:
         raise session.error
     return session.exit_status()
@@ -192,14 +194,17 @@ def record_files(plan: JobPlan, cfg: Any) -> dict[str, str]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from runner.config.redact import redacted_config, scrub
+
     hydra_cfg: Any = HydraConfig.instance().cfg  # the whole {hydra: ...} node
     assert hydra_cfg is not None and plan.config_file is not None
-    files = {plan.config_file: OmegaConf.to_yaml(cfg, resolve=True)}
+    files = {plan.config_file: redacted_config(cfg, plan, resolve=True)}  # secrets: runner.config.redact
     if hydra_cfg.hydra.output_subdir is None:
         folder = RunPaths(Path(plan.run_dir)).hydra_dir
-        files[str(folder / "config.yaml")] = OmegaConf.to_yaml(cfg)
-        files[str(folder / "hydra.yaml")] = OmegaConf.to_yaml(hydra_cfg)
-        files[str(folder / "overrides.yaml")] = OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task)
+        files[str(folder / "config.yaml")] = redacted_config(cfg, plan, resolve=False)
+        files[str(folder / "hydra.yaml")] = scrub(OmegaConf.to_yaml(hydra_cfg), plan.secret_env())
+        files[str(folder / "overrides.yaml")] = scrub(OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task),
+                                                      plan.secret_env())
     return files
 
 

@@ -20,6 +20,20 @@ POINT_DIR = re.compile(rf"\d+({RETRY_SUFFIX}\d+)?")
 STATE_DIR_VAR = "ERUN_STATE_DIR"
 # Where a plain `erun +job=...` puts its run directories (conf/config.yaml's hydra.run.dir).
 OUTPUTS_DIR = "outputs"
+# The run directory and erun's files in it: the user's only (they may hold commands, paths and
+# secrets); `logs.private=false`: as the umask allows.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+SHARED_DIR_MODE = 0o777
+SHARED_FILE_MODE = 0o666
+
+
+def dir_mode(private: bool) -> int:
+    return PRIVATE_DIR_MODE if private else SHARED_DIR_MODE
+
+
+def file_mode(private: bool) -> int:
+    return PRIVATE_FILE_MODE if private else SHARED_FILE_MODE
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,11 @@ from typing import Any
 from runner.errors import ConfigError
 
 PLAN_VERSION = 1
+# What a redacted value reads as, wherever erun writes or prints the plan (plan.json, --dry-run).
+REDACTED = "<redacted>"
+# Environment names that look secret, matched case-insensitively anywhere in the name; the job
+# key `redact` replaces the list (`redact: []` writes every value as is).
+DEFAULT_REDACT = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "PRIVATE")
 # Where a rendezvous backend listens when its endpoint names no port (torch's defaults).
 DEFAULT_RDZV_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}
 # torch's rendezvous settings erun fills in when a job leaves them out (torchrun's defaults).
@@ -264,6 +269,8 @@ class LogsPlan:
     ranks: tuple[int, ...] | None = None
     console: bool = True
     panel: str = "auto"
+    # The run directory and erun's files in it are the user's only (0700/0600); False: the umask's.
+    private: bool = True
 
     def __post_init__(self) -> None:
         if self.panel not in ("auto", "on", "off"):
@@ -326,9 +333,12 @@ class JobPlan:
     params: Mapping[str, Any] = field(default_factory=dict)
     # The fully resolved job config that workers may read (ERUN_CONFIG); None: not written.
     config_file: str | None = None
+    # Environment names whose values are secret (substrings, any case): redacted where written.
+    redact: tuple[str, ...] = DEFAULT_REDACT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", MappingProxyType({str(k): str(v) for k, v in self.env.items()}))
+        object.__setattr__(self, "redact", tuple(str(p) for p in self.redact))
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
         object.__setattr__(self, "devices", tuple(str(d) for d in self.devices))
         object.__setattr__(self, "run_dir", os.path.abspath(self.run_dir))
@@ -347,11 +357,30 @@ class JobPlan:
         return bool(self.restart.prewarm.modules) and self.restart.can_restart and (
             self.entrypoint.kind is not EntrypointKind.EXEC)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"version": PLAN_VERSION, **_plain(self)}
+    def to_dict(self, redacted: bool = False) -> dict[str, Any]:
+        data = {"version": PLAN_VERSION, **_plain(self)}
+        if redacted:
+            data["env"] = redacted_env(self.env, self.redact)
+        return data
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+    def to_json(self, redacted: bool = True) -> str:
+        """The plan as erun writes and prints it: secret-looking env values redacted."""
+        return json.dumps(self.to_dict(redacted), indent=2, sort_keys=True)
+
+    def secret_env(self) -> dict[str, str]:
+        """The env entries that `to_json` redacts, with their values."""
+        return {k: v for k, v in self.env.items() if looks_secret(k, self.redact)}
+
+    def with_secrets(self, environ: Mapping[str, str]) -> JobPlan:
+        """This plan with each redacted env value taken from `environ` (a plan read back from
+        plan.json); a ConfigError names the first one `environ` lacks: never run with REDACTED."""
+        missing = sorted(k for k, v in self.env.items() if v == REDACTED and k not in environ)
+        if missing:
+            name = missing[0]
+            raise ConfigError(f"env.{name}", "was redacted when the plan was written (its name looks secret)",
+                              f"export {name}=... before `erun run-plan`, so the workers get the real value")
+        restored = {k: environ[k] if v == REDACTED else v for k, v in self.env.items()}
+        return self if restored == dict(self.env) else dataclasses.replace(self, env=restored)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobPlan:
@@ -362,6 +391,14 @@ class JobPlan:
             if key in data:
                 data[key] = sub(**data[key])
         return cls(**data)
+
+
+def looks_secret(name: str, patterns: tuple[str, ...] = DEFAULT_REDACT) -> bool:
+    return any(p and p.upper() in name.upper() for p in patterns)
+
+
+def redacted_env(env: Mapping[str, str], patterns: tuple[str, ...] = DEFAULT_REDACT) -> dict[str, str]:
+    return {k: REDACTED if looks_secret(k, patterns) else v for k, v in env.items()}
 
 
 def _plain(value: Any) -> Any:

@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runner.errors import ConfigError
+from runner.config import staging
+from runner.errors import ConfigError, ExitStatus
 
 # torchrun flags that erun accepts and ignores, and why.
 IGNORED = {
@@ -377,9 +378,18 @@ def main(args: Sequence[str]) -> int:
         return 0
     for line in lines:
         print(f"erun: note: {line}", file=sys.stderr)
+    try:
+        return run_job(opts, job)
+    except staging.StartupStopped as stop:  # the staging folder is gone already
+        return ExitStatus.for_signal(stop.signum)
+
+
+def run_job(opts: argparse.Namespace, job: dict[str, Any]) -> int:
+    """The job file in a staging folder that never outlives erun (runner.config.staging), run by erun."""
     from runner.app import main as app_main
 
-    with tempfile.TemporaryDirectory(prefix="erun-torchrun-") as folder:
+    with staging.staging_dir() as staged:
+        folder = str(staged)
         path = Path(folder) / f"{job_file_stem(job['name'])}.yaml"
         path.write_text(render(job))
         dry = [f"--dry-run={opts.dry_run}"] if opts.dry_run else []

@@ -56,7 +56,8 @@ def test_smoke_json_is_valid_and_complete(smoke: tuple[subprocess.CompletedProce
     assert data["mode"] == "smoke" and data["survivors"] == 0 and data["problems"] == []
     assert set(data["durations_s"]) == {m["name"] for m in data["metrics"]}
     assert {"cores", "python", "torch"} <= set(data["machine"])
-    assert {m["name"] for m in data["metrics"]} >= {"launch", "restart", "overhead", "multi-node", "sweep"}
+    names = {m["name"] for m in data["metrics"]}
+    assert names >= {"launch", "restart", "overhead", "multi-node", "sweep", "scale"}
     assert not [m["name"] for m in data["metrics"] if m["pending"]]
     rows = {(r["metric"], r["case"], r["launcher"]): r for r in data["rows"]}
     launch = rows[("launch", "trivial nproc=2", "erun")]

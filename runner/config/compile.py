@@ -26,6 +26,7 @@ from runner.devices import HostInfo
 from runner.errors import ConfigError
 from runner.plan import (
     DEFAULT_RDZV_PORTS,
+    DEFAULT_REDACT,
     FIXES,
     BackoffPlan,
     ExitRule,
@@ -102,6 +103,7 @@ def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
         devices=_devices(c, nproc, ctx.host),
         params=c.get("params") or {},
         config_file=ctx.config_file,
+        redact=_redact(c.get("redact", DEFAULT_REDACT)),
     )
 
 
@@ -323,7 +325,17 @@ def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
             raise ConfigError("logs.ranks", f"has rank {rank}, outside 0..{(world or 1) - 1}",
                               "list global ranks that exist (or null for all)")
     return LogsPlan(prefix=prefix, prefix_space=bool(logs.get("prefix_space", True)), ranks=ranks,
-                    console=bool(logs.get("console", True)), panel=str(logs.get("panel", "auto")))
+                    console=bool(logs.get("console", True)), panel=str(logs.get("panel", "auto")),
+                    private=bool(logs.get("private", True)))
+
+
+def _redact(patterns: Any) -> tuple[str, ...]:
+    if patterns is None:
+        return ()
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) and p for p in patterns):
+        raise ConfigError("redact", f"is {patterns!r}",
+                          "give a list of name parts, e.g. redact=[KEY,TOKEN] (or redact=[] for none)")
+    return tuple(patterns)
 
 
 def _format_fields(prefix: str) -> set[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from runner.plan import ExitRule, JobPlan
+from runner.plan import ExitRule, JobPlan, redacted_env
 
 
 def describe(plan: JobPlan) -> str:
@@ -53,7 +53,7 @@ def _ranks(plan: JobPlan) -> list[str]:
 
 
 def _env(plan: JobPlan) -> str:
-    own = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env.items()))
+    own = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(redacted_env(plan.env, plan.redact).items()))
     return (own + " " if own else "") + "+ torchrun's worker variables (MASTER_ADDR, MASTER_PORT, ...)"
 
 

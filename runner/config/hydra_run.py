@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from runner.config import gcpause
 from runner.config.argv import CONFIG_NAME, Invocation
-from runner.errors import ErunError
+from runner.errors import COMMAND_LINE, ConfigError, ErunError
+from runner.paths import dir_mode
 
 if TYPE_CHECKING:
     from hydra._internal.hydra import Hydra
@@ -169,7 +170,7 @@ def _run_job(cfg: DictConfig, task: Task) -> None:
     try:
         _set_output_dir(cfg, hydra_config)
         task_cfg = _task_config(cfg)
-        Path(cfg.hydra.runtime.output_dir).mkdir(parents=True, exist_ok=True)
+        _make_run_dir(cfg)
         configure_log(cfg.hydra.job_logging, cfg.hydra.verbose)
         if cfg.hydra.output_subdir is not None:
             _save_hydra_files(cfg, task_cfg)
@@ -232,3 +233,18 @@ def _raise_as_hydra_does(error: Exception, cfg: DictConfig) -> None:
     overrides = OmegaConf.to_container(cfg.hydra.overrides.task)
     sys.stderr.write(f"Error executing job with overrides: {overrides}" + os.linesep)
     raise error
+
+
+def _make_run_dir(cfg: DictConfig) -> None:
+    """Hydra's run directory, the user's only unless `logs.private=false`; one line when it
+    cannot be made (a read-only or full disk), before anything starts."""
+    from omegaconf import OmegaConf
+
+    run_dir = Path(cfg.hydra.runtime.output_dir)
+    private = OmegaConf.select(cfg, "logs.private", default=True) is not False
+    try:
+        run_dir.mkdir(mode=dir_mode(private), parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("hydra.run.dir", f"{run_dir} cannot be created: {e.strerror or e}",
+                          "choose a directory you can write, on a disk with space (hydra.run.dir=...)",
+                          COMMAND_LINE) from None

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.plan import DEFAULT_REDACT
+
 SCHEMA_NAME = "erun_job_schema"
 
 NPROC_JSON = {"anyOf": [{"type": "integer", "minimum": 1}, {"enum": ["cpu", "gpu", "auto"]}]}
@@ -135,6 +137,8 @@ class LogsConf:
     console: bool = _key(True, "Copy worker output to the console at all.")
     panel: str = _key("auto", "Live status panel: auto (on a terminal), on or off.",
                       json={"enum": ["auto", "on", "off"]})
+    private: bool = _key(True, "Run directory and erun's files readable by you only (0700/0600); "
+                         "false: as the umask allows.")
 
 
 @dataclass
@@ -164,6 +168,9 @@ class JobConf:
     )
     role: str = _key("default", "Role name of the workers (ROLE_NAME).")
     env: dict[str, str] = _keys(dict, "Extra environment variables for every worker.")
+    redact: list[str] = _keys(lambda: list(DEFAULT_REDACT),
+                              "env names containing any of these (any case) are written and printed "
+                              "as <redacted>; workers get the real values. []: redact nothing.")
     cwd: str | None = _key(None, "Working directory of the workers (default: where erun runs).")
     master_addr: str = _key("localhost", "MASTER_ADDR the workers meet at (single node: localhost).")
     restart: RestartConf = _keys(RestartConf, "Restart policy.")

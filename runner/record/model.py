@@ -233,7 +233,9 @@ class RunRecord:
         entry = self.plan.get("entrypoint")
         if not isinstance(entry, Mapping):
             return ""
-        return " ".join(str(p) for p in (entry.get("kind"), entry.get("target"), *entry.get("args", ())))
+        args = entry.get("args")
+        args = args if isinstance(args, list) else []
+        return " ".join(str(p) for p in (entry.get("kind"), entry.get("target"), *args))
 
 
 @dataclass

@@ -11,6 +11,8 @@ A run that is still going (or whose agent died) has a RUNNING summary or none: w
 lacks is rebuilt from the events, so the current attempt is always there. A Hydra multirun
 directory (0/, 1/, ... each a run directory, maybe a multirun.yaml) reads as a `SweepRecord`.
 What comes out is the data of runner.record.model; words and drawings are the reports' job.
+Every file is read bounded and every value checked (runner.record.checked): a damaged or
+hostile record reads as what can be trusted of it, never as a traceback or an endless read.
 Nothing here imports torch or Hydra: `erun report` and `erun status` start fast.
 """
 
@@ -24,6 +26,8 @@ from typing import Any
 from runner.errors import ConfigError
 from runner.overrides import as_typed
 from runner.paths import POINT_DIR, RunPaths, SweepPaths
+from runner.record import checked
+from runner.record.checked import integer, opt_int, opt_stamp, opt_text, stamp, text
 from runner.record.model import (
     AttemptRecord,
     Event,
@@ -110,8 +114,9 @@ def load_run(run_dir: Path) -> RunRecord:
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object file, or {} when it is missing or unreadable (summary.json comes late)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        raw = checked.read_capped(path, checked.JSON_MAX_BYTES)
+        data = json.loads(raw) if raw is not None else {}
+    except (checked.Unreadable, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -120,56 +125,67 @@ def attempts_from_summary(summary: Mapping[str, Any]) -> list[AttemptRecord]:
     """The attempts summary.json has (all but the current one while the job runs)."""
     try:
         return [_attempt_from_dict(a) for a in summary.get("per_attempt", [])]
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         return []  # an odd summary: the events tell the same story
 
 
 def _attempt_from_dict(data: Mapping[str, Any]) -> AttemptRecord:
     attempt = AttemptRecord(
-        attempt=int(data["attempt"]), start=_float(data.get("start")), end=_float(data.get("end")),
-        state=str(data.get("state", WorkerState.INIT.value)), master_port=data.get("master_port"),
-        restart_count=data.get("restart_count"),
-        killed_after_grace=[int(r) for r in data.get("killed_after_grace", [])],
+        attempt=integer(data["attempt"], 0, MAX_INDEX), start=opt_stamp(data.get("start")),
+        end=opt_stamp(data.get("end")), state=text(data.get("state", WorkerState.INIT.value)),
+        master_port=opt_int(data.get("master_port")), restart_count=opt_int(data.get("restart_count")),
+        killed_after_grace=[integer(r) for r in _list(data.get("killed_after_grace"))],
     )
-    attempt.ranks = sorted((_span_from_dict(attempt.attempt, w) for w in data.get("workers", [])),
+    attempt.ranks = sorted((_span_from_dict(attempt.attempt, w) for w in _list(data.get("workers"))),
                            key=lambda s: s.rank)
-    attempt.failures = [_failure_from_dict(f) for f in data.get("failures", [])]
+    attempt.failures = [_failure_from_dict(f) for f in _list(data.get("failures"))]
     return attempt
 
 
 def _span_from_dict(attempt: int, data: Mapping[str, Any]) -> RankSpan:
     return RankSpan(
-        attempt=attempt, rank=int(data["rank"]), state=str(data.get("state", WorkerState.INIT.value)),
-        pid=data.get("pid"), start=_float(data.get("start")), end=_float(data.get("end")),
-        exit_code=data.get("exit_code"), signal=data.get("signal"),
+        attempt=attempt, rank=integer(data["rank"], 0, MAX_INDEX), state=text(data.get("state", "INIT")),
+        pid=opt_int(data.get("pid")), start=opt_stamp(data.get("start")), end=opt_stamp(data.get("end")),
+        exit_code=opt_int(data.get("exit_code")), signal=opt_text(data.get("signal")),
     )
 
 
 def _failure_from_dict(data: Mapping[str, Any]) -> FailureRecord:
     return FailureRecord(
-        attempt=int(data["attempt"]), rank=int(data["rank"]), time=float(data.get("time") or 0.0),
-        reason=str(data.get("reason") or "exit"), exit_code=data.get("exit_code"), signal=data.get("signal"),
-        message=str(data.get("message") or ""), traceback=str(data.get("traceback") or ""),
-        stderr_tail=[str(line) for line in data.get("stderr_tail") or []],
-        stdout_log=str(data.get("stdout_log") or ""), stderr_log=str(data.get("stderr_log") or ""),
+        attempt=integer(data["attempt"], 0, MAX_INDEX), rank=integer(data["rank"], 0, MAX_INDEX),
+        time=stamp(data.get("time") or 0.0), reason=text(data.get("reason") or "exit"),
+        exit_code=opt_int(data.get("exit_code")), signal=opt_text(data.get("signal")),
+        message=text(data.get("message") or ""), traceback=text(data.get("traceback") or ""),
+        stderr_tail=[text(line) for line in _list(data.get("stderr_tail"))],
+        stdout_log=text(data.get("stdout_log") or ""), stderr_log=text(data.get("stderr_log") or ""),
     )
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"not a list: {value!r:.40}")
+    return value
 
 # -- events.jsonl ----------------------------------------------------------------------------
 
 
 def read_events(path: Path) -> tuple[list[Event], int]:
-    """The events so far, and how many lines could not be read (a half-written last one)."""
+    """The events so far (the last EVENTS_TAIL_BYTES of them), and how many lines could not be
+    read (a half-written last one, a line cut by the bound, a damaged one)."""
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError:
+        raw = checked.read_capped(path, checked.EVENTS_TAIL_BYTES, tail=True)
+    except checked.Unreadable as e:
+        raise ConfigError(None, str(e), f"restore the run's {path.name}, or move it away to read the "
+                          "rest of the record") from None
+    if raw is None:
         return [], 0
+    if len(raw) == checked.EVENTS_TAIL_BYTES:  # maybe cut: its first line is likely a part
+        raw = raw[raw.find(b"\n") + 1:] if b"\n" in raw else b""
     events: list[Event] = []
     damaged = 0
-    for line in text.splitlines():
+    for line in raw.decode("utf-8", errors="replace").splitlines():
         event = parse_event(line)
         if event is not None:
             events.append(event)
@@ -179,13 +195,43 @@ def read_events(path: Path) -> tuple[list[Event], int]:
 
 
 def parse_event(line: str) -> Event | None:
+    """One line as an Event; None when it is no JSON object or a field the readers use has the
+    wrong type or range (runner.record.checked)."""
     try:
         data = json.loads(line)
-        stamp = float(data.pop("time"))
-        kind = str(data.pop("event"))
-    except (ValueError, TypeError, KeyError, AttributeError):
+        if not isinstance(data, dict):
+            return None
+        when, kind = stamp(data.pop("time")), text(data.pop("event"))
+        for key in REQUIRED.get(kind, ()):
+            if key not in data:
+                return None
+        for key, check in FIELD_CHECKS.items():
+            if key in data:
+                check(data[key])
+    except (ValueError, TypeError, KeyError, RecursionError):
         return None
-    return Event(stamp, kind, data)
+    return Event(when, kind, data)
+
+
+# The largest attempt number or rank a record may name.
+MAX_INDEX = 10**9
+
+
+def _index(value: Any) -> int:
+    return integer(value, 0, MAX_INDEX)
+
+
+def _indices(value: Any) -> list[int]:
+    return [_index(v) for v in _list(value)]
+
+
+# The fields the readers use, checked on every event that has them.
+FIELD_CHECKS = {
+    "attempt": _index, "rank": _index, "state": text, "pid": opt_int, "exit_code": opt_int,
+    "master_port": opt_int, "restart_count": opt_int, "signal": opt_text, "message": text,
+    "reason": text, "ranks": _indices,
+}
+REQUIRED = {"group_state": ("attempt", "state"), "worker_state": ("attempt", "rank", "state")}
 
 def attempts_from_events(events: Iterable[Event]) -> list[AttemptRecord]:
     """Replay group_state and worker_state events into attempts (the current one included)."""
@@ -333,7 +379,8 @@ def job_state(summary: Mapping[str, Any], events: Sequence[Event]) -> tuple[JobS
     """The final summary decides; else a job_end event; else the job is still RUNNING."""
     state = _job_state_value(summary.get("state"))
     if state is not None and state is not JobState.RUNNING:
-        return state, summary.get("exit_code"), summary.get("signal")
+        return state, checked.lenient(opt_int, summary.get("exit_code")), checked.lenient(
+            opt_text, summary.get("signal"))
     end = next((e for e in reversed(events) if e.kind == "job_end"), None)
     if end is not None:
         return _job_state_value(end.get("state")) or JobState.FAILED, end.get("exit_code"), None
@@ -343,7 +390,7 @@ def job_state(summary: Mapping[str, Any], events: Sequence[Event]) -> tuple[JobS
 def _job_state_value(value: Any) -> JobState | None:
     try:
         return JobState(value)
-    except ValueError:
+    except (ValueError, TypeError):
         return None
 
 

@@ -18,6 +18,7 @@ from runner.paths import RunPaths
 from runner.record.cause import cause_facts
 from runner.record.model import AttemptRecord, Event, FailureRecord, Outcome, RankSpan, RunRecord, SweepRecord
 from runner.record.read import read_job_config
+from runner.record.writer import write_file
 from runner.report.chart import COLOURS, esc, render_svg, run_chart, sweep_chart
 from runner.report.text import describe_event
 from runner.state import JobState
@@ -127,7 +128,7 @@ def sweep_page(record: SweepRecord) -> str:
 def write_page(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_file(path, text)  # never through a link planted at `path`
     except OSError as e:
         raise ConfigError(None, f"cannot write {path}: {e.strerror}", "choose another --html PATH") from None
 

@@ -40,6 +40,7 @@ from runner.runtime.custody import Custody
 from runner.runtime.env import AttemptContext, file_timers_enabled, omp_default
 from runner.runtime.filetimer import FileTimerServer
 from runner.runtime.health import HealthMonitor
+from runner.runtime.keeper import RecordKeeper
 from runner.runtime.loop import EventLoop
 from runner.runtime.membership import Interrupted, Membership, Round
 from runner.runtime.notes import Notes
@@ -62,10 +63,10 @@ class Agent:
 
     def __init__(self, plan: JobPlan, membership: Membership | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
-        self.plan = plan
-        self.membership = membership or membership_for(plan)
         # What workers inherit (as with torchrun): the agent's environment when it was started.
         self.environ = dict(os.environ if environ is None else environ)
+        self.plan = plan = plan.with_secrets(self.environ)  # a plan.json read back has them redacted
+        self.membership = membership or membership_for(plan)
         self.token = uuid.uuid4().hex
         self.history: list[AttemptResult] = []
         # Running counts over `history`: each restart decision is O(1), however long the job.
@@ -82,13 +83,13 @@ class Agent:
         self._panel: PanelSampler | None = None  # psutil is loaded only for a panel
         self._started = time.time()
         self._spares = SparePool(plan)
+        self._keeper = RecordKeeper(plan, self.console)
 
     # -- the job ---------------------------------------------------------------------------
 
     def run(self) -> RunResult:
         started = self._started = time.time()
-        self._paths = record.open_run_dir(self.plan)
-        self._events = record.EventLog(self._paths.events)
+        self._paths, self._events = self._keeper.open()
         record.record_start(self._events, self.plan, self.environ)
         print(f"erun: run dir {self.plan.run_dir}", file=sys.stderr, flush=True)
         self._notes = Notes(self._events, self.console)
@@ -96,11 +97,10 @@ class Agent:
         try:
             result = self._supervised_run()
         finally:
-            record.write_summary(self._paths, result)
-            self._events.write("job_end", state=result.state.value, exit_code=result.exit_code)
-            self._events.close()
+            self._keeper.close(result)
             self.console.close()
-        print(report.render(result, time.time() - started), file=sys.stderr, flush=True)
+        print(report.render(result, time.time() - started), *self._keeper.closing_lines(),
+              sep="\n", file=sys.stderr, flush=True)
         return result
 
     def _supervised_run(self) -> RunResult:
@@ -134,8 +134,7 @@ class Agent:
             restart_count, spent = group_round.restart_count, group_round.spent
             outcome = self._run_attempt(len(self.history), group_round, base_env)
             self.history.append(outcome.result)
-            assert self._paths is not None
-            record.write_summary(self._paths, self._result(JobState.RUNNING, ExitStatus.SUCCESS))
+            self._keeper.summary(self._result(JobState.RUNNING, ExitStatus.SUCCESS))
             if outcome.signal is not None:
                 self.membership.leave()
                 return self._interrupted(outcome.signal)
@@ -209,7 +208,7 @@ class Agent:
         ctx = AttemptContext(group_round.restart_count, group_round.master_addr, group_round.master_port,
                              self.token, timer_file, group_round.agent_store)
         group = WorkerGroup(self.plan, self._paths, attempt, group_round.layout, self._worker_changed,
-                            self.console)
+                            self.console, self._keeper.dropped)
         result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time(),
                                restart_count=group_round.restart_count, nodes=group_round.nodes)
         self._event("group_state", attempt=attempt, state=WorkerState.INIT.value, master_port=ctx.master_port,

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from runner.record.disk import DroppedWrites
 from runner.runtime.console import Console
 
 READ_SIZE = 65536
@@ -33,10 +34,16 @@ class OutputStream:
     "stdout" or "stderr": where on the console its lines go)."""
 
     def __init__(self, fd: int, path: Path, console: Console | None, prefix: bytes,
-                 stream: str = "stdout") -> None:
+                 stream: str = "stdout", dropped: DroppedWrites | None = None, mode: int = 0o600) -> None:
         self.fd = fd
         self.path = path
-        self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # A full disk must not stop the worker: what cannot be written is counted, not raised.
+        self._dropped = dropped or DroppedWrites()
+        try:
+            self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+        except OSError as e:
+            self._file = -1
+            self._dropped.count(0, path, e)
         self._console = console
         self._stream = stream
         self._prefix = prefix
@@ -59,7 +66,10 @@ class OutputStream:
                 self.close()
                 return False
             done += len(data)
-            os.write(self._file, data)
+            if self._file >= 0:
+                self._dropped.write(self._file, data, self.path)
+            else:
+                self._dropped.bytes += len(data)
             self.last_activity = time.monotonic()
             self._echo(data)
         return self.open
@@ -116,7 +126,8 @@ class OutputStream:
             self.last_line = self._mark(self._partial)
             self._write_console([self.last_line])
             self._partial = b""
-        os.close(self._file)
+        if self._file >= 0:
+            os.close(self._file)
 
 
 def make_prefix(template: str, rank: int, local_rank: int, role: str, attempt: int,

@@ -8,14 +8,16 @@ agent's event log) as it happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.paths import RunPaths
+from runner.paths import RunPaths, dir_mode, file_mode
 from runner.plan import JobPlan
+from runner.record.disk import DroppedWrites
 from runner.runtime import logs, processes
 from runner.runtime.console import Console
 from runner.runtime.env import SINGLE_NODE, AttemptContext, RankLayout, worker_env
@@ -92,9 +94,10 @@ class WorkerGroup:
     def __init__(
         self, plan: JobPlan, paths: RunPaths, attempt: int,
         layout: RankLayout = SINGLE_NODE, observer: StateObserver | None = None,
-        console: Console | None = None,
+        console: Console | None = None, dropped: DroppedWrites | None = None,
     ) -> None:
         self.console = console or Console()
+        self.dropped = dropped or DroppedWrites()
         self.plan = plan
         self.paths = paths
         self.attempt = attempt
@@ -110,9 +113,14 @@ class WorkerGroup:
               on_spawn: Callable[[Worker], None], spares: SparePool | None = None) -> None:
         """INIT -> HEALTHY: spawn every worker (or hand it to its warm spare), with log files and pipes."""
         argv = self.plan.entrypoint.argv()
+        with contextlib.suppress(OSError):  # deleted while the job runs: as private as it was made
+            self.paths.run_dir.mkdir(mode=dir_mode(self.plan.logs.private), parents=True, exist_ok=True)
         for worker in self.workers:
             rank_dir = self.paths.rank_dir(self.attempt, worker.rank)
-            rank_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                rank_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a full disk: the worker runs, its output is counted as dropped
+                self.dropped.count(0, rank_dir, e)
             env = self.env(worker.local_rank, ctx, base_env)
             process = spares.take(worker.local_rank, argv, env, self.plan.cwd) if spares else None
             worker.warm = process is not None
@@ -139,7 +147,8 @@ class WorkerGroup:
                                   plan.logs.prefix_space)
         shown = plan.logs.shows(worker.rank)
         return [
-            logs.OutputStream(fd, path, self.console if shown else None, prefix, name)
+            logs.OutputStream(fd, path, self.console if shown else None, prefix, name, self.dropped,
+                              file_mode(plan.logs.private))
             for name, fd, path in (
                 ("stdout", worker.process.stdout_fd, self.paths.stdout(self.attempt, worker.rank)),
                 ("stderr", worker.process.stderr_fd, self.paths.stderr(self.attempt, worker.rank)),

@@ -8,10 +8,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from runner.paths import RunPaths
+from runner.paths import RunPaths, file_mode
 from runner.plan import JobPlan
 from runner.record.read import read_json
+from runner.record.writer import write_file
 from runner.sweep.points import PointState, PreparedPoint
 
 
@@ -37,9 +39,14 @@ class AgentWork:
     def grace_s(self) -> float:
         return self.plan.restart.stop_grace_s
 
-    @property
-    def console_log(self) -> Path:
-        return RunPaths(self.run_dir).console_log
+    def environ(self) -> dict[str, str]:
+        # plan.json has the secrets redacted; `erun run-plan` takes them from its environment.
+        return self.plan.secret_env()
+
+    def open_log(self) -> BinaryIO:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        mode = file_mode(self.plan.logs.private)
+        return os.fdopen(os.open(RunPaths(self.run_dir).console_log, flags, mode), "ab")
 
     def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
         # No live panel: it draws on erun's terminal, which the points share.
@@ -48,7 +55,7 @@ class AgentWork:
             plan = dataclasses.replace(plan, devices=slots[:plan.nproc])  # isolate_gpus: its own
         paths = RunPaths(self.run_dir)
         self.prepared.write_files()
-        paths.plan.write_text(plan.to_json())
+        write_file(paths.plan, plan.to_json(), file_mode(plan.logs.private))
         return [sys.executable, "-m", "runner", "run-plan", str(paths.plan)]
 
     def signal(self, pid: int, signum: int) -> None:

@@ -21,6 +21,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.devices import HostInfo
 from runner.errors import COMMAND_LINE, ConfigError
+from runner.paths import SweepPaths, file_mode
+from runner.plan import JobPlan
+from runner.record.writer import write_file
 from runner.sweep.agents import AgentWork
 from runner.sweep.points import (
     PointResult,
@@ -80,6 +83,8 @@ class Sweep:
         shared = shared_dir_error([*(r.point for r in self.history), *points], self.context.cwd)
         if shared is not None:
             raise shared
+        plans = [p.work.plan for p in points if isinstance(p.work, AgentWork)]
+        redact_multirun(SweepPaths(self.sweep_dir).multirun, plans)
         if self.context.dry_run:
             print(f"erun: dry run: {len(points)} point(s) on {self.pool.describe()}; nothing started",
                   file=sys.stderr, flush=True)
@@ -161,3 +166,11 @@ def point_dir(config: DictConfig) -> tuple[Path, str]:
         return Path(os.path.abspath(folder)), subdir
     finally:
         HydraConfig.instance().cfg = saved  # type: ignore[assignment]
+
+
+def redact_multirun(path: Path, plans: list[JobPlan]) -> None:
+    """Hydra saved the sweep's config with the env's secrets in it: redact them (runner.config.redact)."""
+    from runner.config.redact import redacted_saved_config
+
+    if plans and path.is_file():
+        write_file(path, redacted_saved_config(path.read_text(), plans), file_mode(plans[0].logs.private))

@@ -17,16 +17,17 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from hydra.errors import CompactHydraException
 
 from runner.devices import HostInfo
 from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus
 from runner.overrides import override_key
-from runner.paths import RunPaths, SweepPaths
+from runner.paths import PRIVATE_DIR_MODE, RunPaths, SweepPaths
 from runner.plan import JobPlan
 from runner.record.read import read_json, read_overrides
+from runner.record.writer import write_start_files
 from runner.words import display_path
 
 
@@ -56,9 +57,11 @@ class PreparedPoint:
     overrides: tuple[str, ...]
 
     def write_files(self) -> None:
-        for path, text in self.files.items():
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text, encoding="utf-8")
+        """Written whole, never through a link; ConfigError when the disk refuses (runner.record.writer)."""
+        run_dir = Path(self.plan.run_dir)
+        if self.plan.logs.private and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.chmod(PRIVATE_DIR_MODE)  # Hydra made it for this point, as the umask allowed
+        write_start_files(self.files, self.plan.logs.private)
 
 
 @runtime_checkable
@@ -102,9 +105,11 @@ class PointWork(Protocol):
     def grace_s(self) -> float:
         """How long it gets to stop after a stop signal before it is killed."""
 
-    @property
-    def console_log(self) -> Path | None:
-        """Where its own output also goes, unprefixed (None: nowhere)."""
+    def environ(self) -> dict[str, str]:
+        """What its process gets on top of the sweep's environment."""
+
+    def open_log(self) -> BinaryIO | None:
+        """Where its own output also goes, unprefixed, open for appending (None: nowhere)."""
 
     def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
         """Write what the process needs and return its argv; `slots` are its CPU slots or GPUs."""

@@ -135,11 +135,11 @@ class SweepRun:
         work = result.point.work
         assert work is not None
         result.slots, result.start = slots, time.time()
-        env = {**self.environ, **self.pool.environ(slots, work.nproc, self.environ)}
+        env = {**self.environ, **self.pool.environ(slots, work.nproc, self.environ), **work.environ()}
         try:
             argv = work.command(slots, self.pool.kind is SlotKind.GPU)
-            log = open(work.console_log, "ab") if work.console_log else None  # closed when it ends
-        except OSError as e:
+            log = work.open_log()  # closed when it ends
+        except (OSError, ErunError) as e:
             self._not_started(result, e)
             return
         try:

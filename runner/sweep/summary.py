@@ -63,12 +63,18 @@ class SweepSummary:
         return f"erun: sweep of {len(self.results)} point(s) on {self.slots}: {how}{stopped}"
 
     def write(self, cwd: Path) -> None:
-        from runner.record.writer import write_json
+        import json
+
+        from runner.config.redact import scrub
+        from runner.record.writer import write_file
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         paths = SweepPaths(self.sweep_dir)
-        write_json(paths.summary_json, self.to_dict())
-        paths.summary_md.write_text(f"{self.headline()}\n\n{self.markdown(cwd)}")
+        # A point's extra environment is its plan's secrets (runner.sweep.agents); the overrides name them.
+        secrets = {k: v for r in self.results if r.point.work for k, v in r.point.work.environ().items()}
+        data = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        write_file(paths.summary_json, scrub(data, secrets))
+        write_file(paths.summary_md, scrub(f"{self.headline()}\n\n{self.markdown(cwd)}", secrets))
 
 
 

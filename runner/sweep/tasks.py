@@ -59,7 +59,12 @@ class TaskWork:
 
     nproc = 1
     grace_s = TASK_GRACE_S
-    console_log = None
+
+    def environ(self) -> dict[str, str]:
+        return {}
+
+    def open_log(self) -> None:
+        return None  # the task's output goes to erun's console, prefixed; Hydra logs to the job dir
 
     @property
     def result_file(self) -> Path:

@@ -22,3 +22,22 @@ def test_run_dir_is_created_with_the_plan_and_refused_once_it_holds_a_run(tmp_pa
     assert info.value.key == "run_dir" and "already holds a run" in info.value.problem
 
 
+
+
+def test_write_file_replaces_a_planted_link_and_never_writes_its_target(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out.json"
+    out.symlink_to(victim)
+    record.write_file(out, "new\n")
+    assert victim.read_text() == "precious\n"
+    assert not out.is_symlink() and out.read_text() == "new\n"
+    assert oct(out.stat().st_mode & 0o777) == oct(0o600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "victim.txt"]
+
+
+def test_write_file_that_fails_leaves_no_temporary_file(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()  # a folder where the file should go: the rename fails
+    with pytest.raises(OSError):
+        record.write_file(tmp_path / "taken", "x")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]

@@ -1,0 +1,45 @@
+"""Secrets out of what erun writes and prints: env values whose names look secret
+(`JobPlan.redact`) become `<redacted>` in job.yaml, .hydra/*.yaml and the dry run; the workers'
+environment keeps the real values (the plan in memory has them, `JobPlan.to_json` redacts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runner.plan import REDACTED, JobPlan, looks_secret
+
+
+def redacted_config(cfg: Any, plan: JobPlan, resolve: bool) -> str:
+    """A job config as YAML, its secret-looking `env` values redacted."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(cfg, resolve=resolve)
+    if isinstance(data, dict) and isinstance(data.get("env"), dict):
+        env = data["env"]
+        data["env"] = {k: REDACTED if looks_secret(str(k), plan.redact) else v for k, v in env.items()}
+    return scrub(OmegaConf.to_yaml(data), plan.secret_env())
+
+
+def scrub(text: str, secrets: Mapping[str, str]) -> str:
+    """`text` with every `env.NAME=value` override of a secret, and every secret value of some
+    length, redacted (Hydra's own record repeats the command line in several places)."""
+    for name in secrets:
+        text = re.sub(rf"(env\.{re.escape(name)}=)[^\s,'\"\]]*", rf"\g<1>{REDACTED}", text)
+    for value in sorted(secrets.values(), key=len, reverse=True):
+        if len(value) >= 4:  # shorter: too likely to be part of other words
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def redacted_saved_config(text: str, plans: Sequence[JobPlan]) -> str:
+    """Hydra's multirun.yaml (the sweep's config, saved before the points were compiled): its
+    `env` and every point's secret values redacted."""
+    from omegaconf import OmegaConf
+
+    if not plans:
+        return text
+    secrets = {k: v for plan in plans for k, v in plan.secret_env().items()}
+    return scrub(redacted_config(OmegaConf.create(text), plans[0], resolve=False), secrets)
