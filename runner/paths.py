@@ -30,6 +30,10 @@ class RunPaths:
         run_dir/attempt_N/rank_R/    stdout.log, stderr.log, error.json (torch's @record),
                                      heartbeat (touched by runner.heartbeat())
         run_dir/timer.fifo           torch FileTimerClient requests (when file timers are on)
+      A job submitted to a cluster (runner.cluster) has, besides its plan.json and job.yaml:
+        run_dir/slurm.sbatch         the batch script submitted
+        run_dir/slurm.out            the batch output: every node's console
+        run_dir/node_N/              node N's own run record (N: Slurm's node index)
     """
 
     run_dir: Path
@@ -37,6 +41,17 @@ class RunPaths:
     @property
     def plan(self) -> Path:
         return self.run_dir / "plan.json"
+
+    @property
+    def batch_script(self) -> Path:
+        return self.run_dir / "slurm.sbatch"
+
+    @property
+    def batch_output(self) -> Path:
+        return self.run_dir / "slurm.out"
+
+    def node_dir(self, node: int) -> Path:
+        return self.run_dir / f"node_{node}"
 
     @property
     def events(self) -> Path:

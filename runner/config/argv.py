@@ -23,6 +23,7 @@ from runner.errors import COMMAND_LINE, ConfigError
 from runner.overrides import JOB_OVERRIDE_KEY, JOB_SPELLINGS
 
 RESUME_FLAG = "--resume"
+WAIT_FLAG = "--wait"  # cluster=...: follow the submitted job to its end
 DRY_RUN_FLAGS = {"--dry-run": "text", "--dry-run=text": "text", "--dry-run=json": "json"}
 CONFIG_NAME = "config"
 
@@ -35,6 +36,7 @@ class Invocation:
     jobs: list[jobfile.JobFile]
     cwd: Path
     dry_run: str | None = None  # None, "text" or "json"
+    wait: bool = False  # --wait
     # The environment erun was started with (Hydra's HYDRA_FULL_ERROR is not the workers' business).
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
@@ -45,6 +47,7 @@ class Invocation:
 def shape(argv: list[str], cwd: Path, staging: Path) -> Invocation:
     """The invocation `argv` describes, its job files staged in `staging` (Hydra's config dir)."""
     dry_run, args = split_dry_run(argv)
+    wait, args = WAIT_FLAG in args, [a for a in args if a != WAIT_FLAG]
     resume, args = split_resume(args)
     flags, args = split_flags(args)
     args = resume_overrides(resume, args, flags)
@@ -56,7 +59,7 @@ def shape(argv: list[str], cwd: Path, staging: Path) -> Invocation:
         args.insert(0, "hydra.output_subdir=null")
     # argparse wants the overrides in one block: erun's and the user's, then the flags.
     hydra_args = search_path_overrides(args, cwd) + args + flags
-    return Invocation(hydra_args, jobs, cwd, dry_run)
+    return Invocation(hydra_args, jobs, cwd, dry_run, wait)
 
 
 def split_dry_run(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -110,7 +113,7 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
         name = arg.split("=", 1)[0]
         action = actions.get(name)
         if action is None:
-            hint = did_you_mean(name, [*actions, "--dry-run", RESUME_FLAG])
+            hint = did_you_mean(name, [*actions, "--dry-run", RESUME_FLAG, WAIT_FLAG])
             raise ConfigError(None, f"unknown flag {arg}", hint or "see erun --help", COMMAND_LINE)
         flags.append(arg)
         takes_value = action.nargs is None or (action.nargs == "?" and i < len(args)
