@@ -63,6 +63,7 @@ class SbatchRequest:
 
     plan: JobPlan
     script: str
+    slurm: SlurmPlan = SlurmPlan()
 
     @property
     def paths(self) -> RunPaths:
@@ -156,7 +157,7 @@ class Slurm:
 
     def dryrun(self, cfg: Any, ctx: CompileContext) -> SbatchRequest:
         plan, slurm = compile_for_slurm(cfg, ctx)
-        return SbatchRequest(plan, batch_script(plan, slurm))
+        return SbatchRequest(plan, batch_script(plan, slurm), slurm)
 
     def schedule(self, request: SbatchRequest, options: SubmitOptions) -> int:
         if shutil.which("sbatch") is None:
@@ -166,12 +167,12 @@ class Slurm:
         if paths.plan.exists():
             raise ConfigError("hydra.run.dir", f"{request.plan.run_dir} already holds a run",
                               "choose a new directory, so the earlier run's record stays intact")
+        check_partition_size(request.plan, request.slurm.partition)
         written = write_files(request, options.files)
         try:
             job_id = submit(request)
         except ErunError:
-            for path in written:
-                path.unlink(missing_ok=True)
+            remove_files(written, paths.run_dir)
             raise
         print(f"erun: submitted Slurm job {job_id}; run directory {display_path(paths.run_dir)}", flush=True)
         if not options.wait:
@@ -188,6 +189,49 @@ def write_files(request: SbatchRequest, files: Mapping[str, str]) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return list(texts)
+
+
+def remove_files(written: list[Path], run_dir: Path) -> None:
+    """Undo write_files: a refused submission leaves no trace (the emptied folders below the run
+    directory go too; the run directory itself is the app's, which drops it when empty)."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    for folder in {p.parent for p in written} - {run_dir}:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def partition_nodes(partition: str) -> tuple[str, int] | None:
+    """The partition (given, else the default one) and its node count, as sinfo tells."""
+    done = subprocess.run(["sinfo", "-h", "-o", "%P %D"], capture_output=True, text=True, check=False,
+                          stdin=subprocess.DEVNULL)
+    counts: dict[str, int] = {}
+    default = None
+    for line in done.stdout.splitlines():
+        name, _, count = line.partition(" ")
+        if name.endswith("*"):
+            name = default = name[:-1]
+        if count.strip().isdigit():
+            counts[name] = counts.get(name, 0) + int(count)
+    name = partition or default
+    return (name, counts[name]) if name in counts else None
+
+
+def check_partition_size(plan: JobPlan, partition: str) -> None:
+    """More nodes than the partition has would pend forever: refuse them before sbatch."""
+    found = partition_nodes(partition) if shutil.which("sinfo") else None
+    if found is None:
+        return  # sbatch judges the partition itself
+    name, count = found
+    rdzv = plan.rdzv
+    if rdzv.max_nodes > count:
+        elastic = rdzv.min_nodes != rdzv.max_nodes
+        asked = f"{rdzv.min_nodes}:{rdzv.max_nodes}" if elastic else str(rdzv.max_nodes)
+        fix = f"nnodes={rdzv.min_nodes}:{count}" if elastic and rdzv.min_nodes <= count else f"nnodes={count}"
+        raise ConfigError("nnodes", f"is {asked}, but partition {name} has {count} node"
+                          f"{'s' if count != 1 else ''}", f"use {fix} or a bigger partition")
 
 
 def submit(request: SbatchRequest) -> str:
