@@ -208,15 +208,15 @@ def partition_nodes(partition: str) -> tuple[str, int] | None:
     done = subprocess.run(["sinfo", "-h", "-o", "%P %D"], capture_output=True, text=True, check=False,
                           stdin=subprocess.DEVNULL)
     counts: dict[str, int] = {}
-    default = None
+    default = ""
     for line in done.stdout.splitlines():
         name, _, count = line.partition(" ")
         if name.endswith("*"):
             name = default = name[:-1]
         if count.strip().isdigit():
             counts[name] = counts.get(name, 0) + int(count)
-    name = partition or default
-    return (name, counts[name]) if name in counts else None
+    chosen = partition or default
+    return (chosen, counts[chosen]) if chosen in counts else None
 
 
 def check_partition_size(plan: JobPlan, partition: str) -> None:
