@@ -324,6 +324,9 @@ class JobPlan:
     params: Mapping[str, Any] = field(default_factory=dict)
     # The fully resolved job config that workers may read (ERUN_CONFIG); None: not written.
     config_file: str | None = None
+    # Forward SIGUSR1/SIGUSR2 to the workers. False inside a Slurm job step, where Slurm signals
+    # every process of the step itself (forwarding again would deliver each signal twice).
+    forward_signals: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", MappingProxyType({str(k): str(v) for k, v in self.env.items()}))

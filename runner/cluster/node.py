@@ -57,14 +57,16 @@ def rdzv_port(job_id: str) -> int:
 def node_plan(plan: JobPlan, node: SlurmNode) -> JobPlan:
     """The job's plan as this node runs it."""
     run_dir = str(RunPaths(Path(plan.run_dir)).node_dir(node.node_id))
+    # Slurm signals every process of the step (scancel --signal): the agent must not forward again.
+    plan = dataclasses.replace(plan, run_dir=run_dir, forward_signals=False)
     if plan.rdzv.single_node:
-        return dataclasses.replace(plan, run_dir=run_dir)
+        return plan
     host = hostlist.first(node.nodelist)
     settings = {**plan.rdzv.settings, "is_host": node.name == host, "local_addr": node.name}
     rdzv = dataclasses.replace(plan.rdzv, backend="c10d", endpoint=f"{host}:{rdzv_port(node.job_id)}",
                                id=node.job_id, min_nodes=min(plan.rdzv.min_nodes, node.nnodes),
                                max_nodes=node.nnodes, settings=settings)
-    return dataclasses.replace(plan, run_dir=run_dir, rdzv=rdzv)
+    return dataclasses.replace(plan, rdzv=rdzv)
 
 
 def main(argv: Sequence[str]) -> int:

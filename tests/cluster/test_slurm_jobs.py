@@ -136,3 +136,24 @@ def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[
     assert not [p for p in psutil.process_iter(["cmdline"]) if "runner.cluster.node" in " ".join(
         p.info["cmdline"] or [])]
     assert REPO.is_dir()
+
+
+@pytest.mark.parametrize("scope", [[], ["--batch"]], ids=["steps", "batch"])
+def test_scancel_signal_reaches_each_worker_exactly_once(tmp_path: Path, cluster_env: dict[str, str],
+                                                          slurm: SlurmCluster, scope: list[str]) -> None:
+    """Slurm signals every process of the step (and srun passes a batch signal on to the whole
+    step): the agents must not forward it again (regression: each worker got SIGUSR1 2-3 times)."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    worker_job(tmp_path, "count_signals.py", markers)
+    done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm"], tmp_path, cluster_env)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: len(list(markers.glob("ready_a0_r*"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
+    slurm.run(["scancel", *scope, "--signal=USR1", *slurm.jobs()])
+    time.sleep(2.0)  # a second delivery, if any, comes within milliseconds
+    (markers / "stop").touch()
+    wait_for(lambda: len(list(markers.glob("count_a0_r*"))) == 4, 60, "4 counts")
+    assert [(markers / f"count_a0_r{rank}").read_text() for rank in range(4)] == ["1"] * 4
+    wait_for(lambda: not slurm.jobs(), 60, "the job's end")
+    run_dir = tmp_path / run_dir_of(done.stdout)
+    assert "SIGUSR1: the scheduler signals every worker itself" in (run_dir / "slurm.out").read_text()
