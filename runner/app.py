@@ -91,6 +91,9 @@ class Session:
         from runner.config.compile import compile_job
         from runner.sweep.points import PreparedPoint
 
+        if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:  # erun's launcher: a sweep
+            raise ConfigError("cluster", "is not local, but sweeps on a cluster are not done yet",
+                              "drop -m, or use cluster=local", COMMAND_LINE)
         hydra_cfg = HydraConfig.get()
         plan = compile_job(cfg, self._context(hydra_cfg, host))
         job = self.invocation.job(hydra_cfg.runtime.choices.get(JOB_OVERRIDE_KEY))

@@ -53,6 +53,9 @@ class RunPaths:
     def node_dir(self, node: int) -> Path:
         return self.run_dir / f"node_{node}"
 
+    def node_dirs(self) -> list[Path]:
+        return sorted(p for p in self.run_dir.glob("node_*") if p.name[5:].isdigit())
+
     @property
     def events(self) -> Path:
         return self.run_dir / "events.jsonl"

@@ -31,6 +31,7 @@ from runner.config.sources import CompileContext
 from runner.errors import ConfigError, ErunError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
+from runner.record.read import read_json
 from runner.words import display_path
 
 # Set by erun from the job's keys: passing them through would break the one-agent-per-node shape.
@@ -312,10 +313,24 @@ def follow(job_id: str, output: Path, out: IO[str]) -> int:
         if not state.active:
             break
         time.sleep(FOLLOW_INTERVAL_S)
-    if state.state != "COMPLETED":
-        print(f"erun: Slurm job {job_id} ended {state.state} (ExitCode {state.exit_code}:{state.signal})",
-              file=sys.stderr, flush=True)
+    if state.state == "COMPLETED":
+        return 0
+    print(f"erun: Slurm job {job_id} ended {state.state} (ExitCode {state.exit_code}:{state.signal})",
+          file=sys.stderr, flush=True)
+    if state.state == "FAILED":
+        return nodes_exit_status(output.parent) or state.exit_status
     return state.exit_status
+
+
+def nodes_exit_status(run_dir: Path) -> int | None:
+    """The job's status as its agents recorded it: srun stops the other nodes once one fails
+    (--kill-on-bad-exit), so Slurm's ExitCode is often theirs (143), not the failing node's."""
+    codes = []
+    for node_dir in RunPaths(run_dir).node_dirs():
+        code = read_json(RunPaths(node_dir).summary).get("exit_code")
+        if isinstance(code, int) and 0 < code < 128:
+            codes.append(code)
+    return min(codes) if codes else None
 
 
 def copy_new(path: Path, offset: int, out: IO[str]) -> int:

@@ -87,6 +87,7 @@ def test_a_failing_rank_restarts_the_group_on_both_nodes(tmp_path: Path, cluster
     assert {s["WORLD_SIZE"] for s in seen} == {"4"}
     assert {s["ERUN_JOB_DIR"] for s in seen} == {str(run_dir)}
     assert sorted(s["GROUP_RANK"] for s in seen) == ["0", "0", "1", "1"]
+    assert len({s["MASTER_ADDR"] for s in seen}) == 1 and seen[0]["MASTER_ADDR"] in ("n1", "n2")
     assert {Path(str(s["ERUN_RUN_DIR"])).name for s in seen} == {"node_0", "node_1"}
     for node in (0, 1):
         summary = read_summary(run_dir / f"node_{node}")
@@ -157,3 +158,14 @@ def test_scancel_signal_reaches_each_worker_exactly_once(tmp_path: Path, cluster
     wait_for(lambda: not slurm.jobs(), 60, "the job's end")
     run_dir = tmp_path / run_dir_of(done.stdout)
     assert "SIGUSR1: the scheduler signals every worker itself" in (run_dir / "slurm.out").read_text()
+
+
+def test_wait_exits_with_the_failed_job_status_as_a_local_run(tmp_path: Path,
+                                                              cluster_env: dict[str, str]) -> None:
+    """srun stops the other node once one fails (its ExitCode is then 143): the status is the
+    failing node's, 1, as a local run's."""
+    worker_job(tmp_path, "exit_code.py", "3")
+    done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm", "--wait"], tmp_path, cluster_env,
+                JOB_TIMEOUT_S)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "exited 3" in done.stdout and "ended FAILED" in done.stderr

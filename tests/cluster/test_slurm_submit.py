@@ -109,3 +109,13 @@ def test_the_node_entry_refuses_to_run_outside_slurm(tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(os, "environ", env)
         assert main([str(plan)]) == 2
+
+
+def test_a_sweep_on_a_cluster_is_refused_in_one_line(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    done = erun(["-m", "+job=train.yaml", "nnodes=2", "cluster=slurm", "params.lr=1,2"], tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "erun: error: command line: `cluster` is not local, but sweeps on a cluster are not done yet; "
+        "drop -m, or use cluster=local"]
+    assert not (tmp_path / "multirun").exists()
