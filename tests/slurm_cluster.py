@@ -59,6 +59,8 @@ class SlurmCluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.conf = self.root / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        # Its own mark: a cluster of another test session keeps its lines when this one stops.
+        self.hosts_mark = f"{HOSTS_MARK} {self.root.name}"
 
     # -- start ------------------------------------------------------------------------------
 
@@ -77,7 +79,7 @@ class SlurmCluster:
 
     def _add_hosts(self) -> None:
         text = HOSTS_FILE.read_text()
-        lines = [f"127.0.0.1 {node} {HOSTS_MARK}" for node in NODES]
+        lines = [f"127.0.0.1 {node} {self.hosts_mark}" for node in NODES]
         HOSTS_FILE.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 
     def _start_munge(self) -> None:
@@ -216,6 +218,6 @@ PartitionName={PARTITION} Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE S
 
     def _remove_hosts(self) -> None:
         text = HOSTS_FILE.read_text()
-        kept = [line for line in text.splitlines() if not line.endswith(HOSTS_MARK)]
+        kept = [line for line in text.splitlines() if not line.endswith(self.hosts_mark)]
         if len(kept) != len(text.splitlines()):
             HOSTS_FILE.write_text("\n".join(kept) + "\n")

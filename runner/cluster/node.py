@@ -5,7 +5,7 @@ What only the allocation knows is filled in here, from Slurm's environment (no s
 the rendezvous host is the first node of SLURM_JOB_NODELIST (runner.cluster.hostlist), its port
 comes from the job id, the rendezvous id is the job id, and only that node hosts the c10d store.
 Each node keeps its record in run_dir/node_<SLURM_NODEID>/; the workers' ERUN_JOB_DIR is the
-run directory itself, shared by every node.
+run directory itself, shared by every node. nproc=cpu/gpu/auto counts this node's CPUs or GPUs.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.cluster import hostlist
+from runner.devices import HostInfo
 from runner.errors import ConfigError, ErunError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
@@ -69,12 +71,30 @@ def node_plan(plan: JobPlan, node: SlurmNode) -> JobPlan:
     return dataclasses.replace(plan, rdzv=rdzv)
 
 
+def with_node_nproc(plan: JobPlan, nproc: str, isolate_gpus: bool, host: HostInfo) -> JobPlan:
+    """nproc=cpu/gpu/auto counted on this node (and isolate_gpus: one device per local rank)."""
+    from runner.config.compile import parse_nproc  # only then: it costs OmegaConf's import
+
+    count = parse_nproc(nproc, host)
+    devices = tuple(host.gpus[:count]) if isolate_gpus else ()
+    if isolate_gpus and len(devices) < count:
+        raise ConfigError("isolate_gpus", f"needs one CUDA device per worker: nproc={count}, "
+                          f"{len(host.gpus)} visible on {socket.gethostname()}", "use nproc=gpu")
+    return dataclasses.replace(plan, nproc=count, devices=devices)
+
+
 def main(argv: Sequence[str]) -> int:
-    """`python -m runner.cluster.node RUN_DIR/plan.json`: write this node's plan, become its agent."""
+    """`python -m runner.cluster.node RUN_DIR/plan.json [--nproc=WORD] [--isolate-gpus]`: write
+    this node's plan, become its agent."""
+    args = [a for a in argv if not a.startswith("--")]
+    nproc = next((a.split("=", 1)[1] for a in argv if a.startswith("--nproc=")), None)
     try:
-        if len(argv) != 1:
-            raise ConfigError(None, "usage: python -m runner.cluster.node PLAN.json", "give the job's plan")
-        plan = JobPlan.from_dict(json.loads(Path(argv[0]).read_text()))
+        if len(args) != 1:
+            raise ConfigError(None, "usage: python -m runner.cluster.node PLAN.json [--nproc=cpu|gpu|auto] "
+                              "[--isolate-gpus]", "give the job's plan")
+        plan = JobPlan.from_dict(json.loads(Path(args[0]).read_text()))
+        if nproc is not None:
+            plan = with_node_nproc(plan, nproc, "--isolate-gpus" in argv, HostInfo.detect(os.environ))
         mine = node_plan(plan, SlurmNode.from_environ(os.environ))
     except ErunError as e:
         print(e, file=sys.stderr)

@@ -43,6 +43,7 @@ OPTION_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 FIRST_NODE = "SLURM_FIRST_NODE"
 PLACEHOLDER_PORT = 29400
 JOB_ID = "SLURM_JOB_ID"
+NODE_NPROC = ("cpu", "gpu", "auto")
 JOB_DIR_VAR = "ERUN_JOB_DIR"  # the run directory, shared by every node (checkpoints)
 FOLLOW_INTERVAL_S = 0.2
 
@@ -56,6 +57,9 @@ class SlurmPlan:
     options: tuple[tuple[str, str | None], ...] = ()
     setup: tuple[str, ...] = ()
     python: str = ""
+    # nproc=cpu/gpu/auto counts each node's own CPUs or GPUs: resolved there (runner.cluster.node).
+    node_nproc: str = ""
+    isolate_gpus: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,16 @@ def compile_for_slurm(cfg: Any, ctx: CompileContext) -> tuple[JobPlan, SlurmPlan
                           "allocation", "drop it")
     data["rdzv"] = {**rdzv, "endpoint": f"{FIRST_NODE}:{PLACEHOLDER_PORT}", "id": JOB_ID}
     cluster = data.pop("cluster", None) or {}
+    word = str(data.get("nproc", 1)).strip().lower()
+    node_nproc = word if word in NODE_NPROC else ""
+    isolate = bool(data.get("isolate_gpus")) and bool(node_nproc)
+    if node_nproc:  # this host's CPUs and GPUs say nothing of the nodes'
+        data.update(nproc=1, isolate_gpus=False)
     cfg = OmegaConf.create(data) if OmegaConf.is_config(cfg) else data
     plan = compile_job(cfg, ctx)
     env = {**plan.env, JOB_DIR_VAR: plan.run_dir}
-    return dataclasses.replace(plan, env=env), slurm_plan(cluster)
+    slurm = dataclasses.replace(slurm_plan(cluster), node_nproc=node_nproc, isolate_gpus=isolate)
+    return dataclasses.replace(plan, env=env), slurm
 
 
 def batch_script(plan: JobPlan, slurm: SlurmPlan) -> str:
@@ -144,12 +154,14 @@ def batch_script(plan: JobPlan, slurm: SlurmPlan) -> str:
     options += [(k, v) for k, v in (("partition", slurm.partition), ("time", slurm.time)) if v]
     options = [o for o in options if o[0] not in dict(slurm.options)] + list(slurm.options)
     python = slurm.python or sys.executable
+    node_args = "".join([f" --nproc={slurm.node_nproc}" if slurm.node_nproc else "",
+                         " --isolate-gpus" if slurm.isolate_gpus else ""])
     lines = ["#!/bin/bash",
              f"# erun job {plan.name}: one erun agent per node, meeting through c10d at the first node.",
              *(f"#SBATCH --{k}" + (f"={v}" if v is not None else "") for k, v in options),
              *slurm.setup,
              f"exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 {shlex.quote(python)} "
-             f"-m runner.cluster.node {shlex.quote(str(paths.plan))}"]
+             f"-m runner.cluster.node {shlex.quote(str(paths.plan))}{node_args}"]
     return "\n".join(lines) + "\n"
 
 

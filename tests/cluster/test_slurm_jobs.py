@@ -169,3 +169,17 @@ def test_wait_exits_with_the_failed_job_status_as_a_local_run(tmp_path: Path,
                 JOB_TIMEOUT_S)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "exited 3" in done.stdout and "ended FAILED" in done.stderr
+
+
+def test_nproc_cpu_is_counted_on_each_node(tmp_path: Path, cluster_env: dict[str, str]) -> None:
+    from runner.devices import HostInfo
+
+    (tmp_path / "markers").mkdir()
+    worker_job(tmp_path, "slurm_rank.py", tmp_path / "markers")
+    done = erun(["+job=job.yaml", "nnodes=2", "nproc=cpu", "cluster=slurm", "--wait"], tmp_path, cluster_env,
+                JOB_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = tmp_path / run_dir_of(done.stdout)
+    world = 2 * HostInfo.detect({}).cpus  # both nodes are this host
+    assert len(list(run_dir.glob("seen_a0_r*.json"))) == world
+    assert json.loads((run_dir / "seen_a0_r0.json").read_text())["WORLD_SIZE"] == str(world)

@@ -119,3 +119,21 @@ def test_a_sweep_on_a_cluster_is_refused_in_one_line(tmp_path: Path) -> None:
         "erun: error: command line: `cluster` is not local, but sweeps on a cluster are not done yet; "
         "drop -m, or use cluster=local"]
     assert not (tmp_path / "multirun").exists()
+
+
+def test_nproc_words_are_counted_on_each_node_not_where_erun_submits(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    done = erun(["+job=train.yaml", "nnodes=2", "nproc=gpu", "isolate_gpus=true", "cluster=slurm",
+                 "--dry-run"], tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr
+    assert "plan.json --nproc=gpu --isolate-gpus\n" in done.stdout
+
+
+def test_the_node_counts_its_own_gpus() -> None:
+    from runner.cluster.node import with_node_nproc
+    from runner.devices import HostInfo
+
+    host = HostInfo(cpus=8, gpus=("2", "3", "5"), gpu_source="CUDA_VISIBLE_DEVICES")
+    plan = with_node_nproc(plan_for((2, 2)), "gpu", True, host)
+    assert (plan.nproc, plan.devices) == (3, ("2", "3", "5"))
+    assert with_node_nproc(plan_for((2, 2)), "cpu", False, host).nproc == 8
