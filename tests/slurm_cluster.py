@@ -27,7 +27,7 @@ PARTITION = "debug"
 START_TIMEOUT_S = 20.0
 HOSTS_FILE = Path("/etc/hosts")
 HOSTS_MARK = "# erun-test-slurm"
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scancel", "sinfo")
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scancel", "sinfo", "squeue", "scontrol")
 
 
 def missing() -> str | None:
