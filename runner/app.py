@@ -14,6 +14,7 @@ Every mistake in the config, Hydra's included, ends as one `ConfigError` (exit 2
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.cluster import registry as cluster_registry
 from runner.config import argv as argv_mod
 from runner.config import gcpause, jobfile, staging
 from runner.config.argv import Invocation
@@ -72,6 +74,9 @@ class Session:
         if self.error is not None or any(code >= ExitStatus.SIGNAL_BASE for code in self.exit_codes):
             return  # a multirun stops at its first bad point, or when a signal stopped a point
         try:
+            if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:
+                self.exit_codes.append(self.submit_point(cfg))
+                return
             prepared = self.prepare_point(cfg)
             if not self.invocation.dry_run:
                 self.exit_codes.append(start(prepared, self.invocation.environ))
@@ -86,11 +91,35 @@ class Session:
         from runner.config.compile import compile_job
         from runner.sweep.points import PreparedPoint
 
+        if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:  # erun's launcher: a sweep
+            raise ConfigError("cluster", "is not local, but sweeps on a cluster are not done yet",
+                              "drop -m, or use cluster=local", COMMAND_LINE)
         hydra_cfg = HydraConfig.get()
         plan = compile_job(cfg, self._context(hydra_cfg, host))
         if self.invocation.dry_run:
             self._dry_run(plan, hydra_cfg)
         return PreparedPoint(plan, record_files(plan, cfg), tuple(task_overrides(hydra_cfg)))
+
+    def submit_point(self, cfg: Any) -> int:
+        """cluster=slurm...: the backend's request, printed (dry run) or submitted (runner.cluster)."""
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from runner.cluster.api import SubmitOptions
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise ConfigError("cluster", "is not local, but sweeps on a cluster are not done yet",
+                              "drop -m, or use cluster=local", COMMAND_LINE)
+        scheduler = cluster_registry.scheduler(cluster_registry.chosen(cfg))
+        request = scheduler.dryrun(cfg, self._context(hydra_cfg))
+        if self.invocation.dry_run:
+            as_json = self.invocation.dry_run == "json"
+            print(json.dumps(request.to_dict(), indent=2) if as_json else request.describe(), flush=True)
+            self._leave_no_trace()
+            return 0
+        options = SubmitOptions(record_files(request.plan, cfg), self.invocation.wait)
+        return scheduler.schedule(request, options)
 
     def sweep_context(self) -> SweepContext:
         from runner.sweep.points import SweepContext

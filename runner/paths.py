@@ -51,6 +51,10 @@ class RunPaths:
                                      heartbeat (touched by runner.heartbeat()),
                                      result.json (runner.result(); rank 0's is the job's)
         run_dir/timer.fifo           torch FileTimerClient requests (when file timers are on)
+      A job submitted to a cluster (runner.cluster) has, besides its plan.json and job.yaml:
+        run_dir/slurm.sbatch         the batch script submitted
+        run_dir/slurm.out            the batch output: every node's console
+        run_dir/node_N/              node N's own run record (N: Slurm's node index)
     """
 
     run_dir: Path
@@ -58,6 +62,20 @@ class RunPaths:
     @property
     def plan(self) -> Path:
         return self.run_dir / "plan.json"
+
+    @property
+    def batch_script(self) -> Path:
+        return self.run_dir / "slurm.sbatch"
+
+    @property
+    def batch_output(self) -> Path:
+        return self.run_dir / "slurm.out"
+
+    def node_dir(self, node: int) -> Path:
+        return self.run_dir / f"node_{node}"
+
+    def node_dirs(self) -> list[Path]:
+        return sorted(p for p in self.run_dir.glob("node_*") if p.name[5:].isdigit())
 
     @property
     def events(self) -> Path:

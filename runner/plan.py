@@ -335,6 +335,9 @@ class JobPlan:
     config_file: str | None = None
     # Environment names whose values are secret (substrings, any case): redacted where written.
     redact: tuple[str, ...] = DEFAULT_REDACT
+    # Forward SIGUSR1/SIGUSR2 to the workers. False inside a Slurm job step, where Slurm signals
+    # every process of the step itself (forwarding again would deliver each signal twice).
+    forward_signals: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", MappingProxyType({str(k): str(v) for k, v in self.env.items()}))

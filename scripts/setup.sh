@@ -31,3 +31,12 @@ if ! command -v etcd >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server >/dev/null
 fi
+# The Slurm tests (tests/cluster/) start a real two-node Slurm cluster on loopback
+# (tests/slurm_cluster.py): Debian's slurm-wlm and munge. About 50 s the first time.
+if ! command -v slurmctld >/dev/null 2>&1 && [ ! -x /usr/sbin/slurmctld ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing slurm-wlm and munge (for the Slurm tests)" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq slurm-wlm munge >/dev/null
+fi

@@ -35,6 +35,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "config":     (("runner.config.*",),                   ("foundation",)),
     "runtime":    (("runner.runtime.*",),                  ("foundation", "record", "worker")),
     "report":     (("runner.report.*",),                   ("foundation", "record")),
+    "cluster":    (("runner.cluster.*",),                  ("foundation", "config", "record")),
     "sweep":      (("runner.sweep.*",),                    ("foundation", "config", "runtime", "record")),
     "entry":      (("runner", "runner.__main__", "runner.cli", "runner.app", "runner.torchrun",
                     "hydra_plugins.erun_launcher.*"),      (ANY,)),

@@ -28,6 +28,7 @@ from runner.overrides import JOB_OVERRIDE_KEY, JOB_SPELLINGS
 from runner.words import display_path
 
 RESUME_FLAG = "--resume"
+WAIT_FLAG = "--wait"  # cluster=...: follow the submitted job to its end
 DRY_RUN_FLAGS = {"--dry-run": "text", "--dry-run=text": "text", "--dry-run=json": "json"}
 CONFIG_NAME = "config"
 # The preset groups: a preset picked on the command line (restart=never) wins over the job
@@ -46,6 +47,7 @@ class Invocation:
     dry_run: str | None = None  # None, "text" or "json"
     # What erun made of the command line, for the user to know (`erun train.yaml` ran +job=...).
     notes: tuple[str, ...] = ()
+    wait: bool = False  # --wait
     # The environment erun was started with (Hydra's HYDRA_FULL_ERROR is not the workers' business).
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
@@ -57,6 +59,7 @@ def shape(argv: list[str], cwd: Path, staging: Path) -> Invocation:
     """The invocation `argv` describes, its job files staged in `staging` (Hydra's config dir)."""
     args, first_word = job_as_first_word(argv, cwd)
     dry_run, args = split_dry_run(args)
+    wait, args = WAIT_FLAG in args, [a for a in args if a != WAIT_FLAG]
     resume, args = split_resume(args)
     flags, args = split_flags(args)
     args = resume_overrides(resume, args, flags)
@@ -69,7 +72,7 @@ def shape(argv: list[str], cwd: Path, staging: Path) -> Invocation:
         args.insert(0, "hydra.output_subdir=null")
     # argparse wants the overrides in one block: erun's and the user's, then the flags.
     hydra_args = search_path_overrides(args, cwd) + args + flags
-    return Invocation(hydra_args, jobs, cwd, dry_run, notes=first_word + set_aside)
+    return Invocation(hydra_args, jobs, cwd, dry_run, wait=wait, notes=first_word + set_aside)
 
 
 def job_as_first_word(argv: list[str], cwd: Path) -> tuple[list[str], tuple[str, ...]]:
@@ -141,7 +144,7 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
         action = actions.get(name)
         if action is None:
             following = args[i] if i < len(args) else ""
-            hint = flag_hint(arg, following, [*actions, "--dry-run", RESUME_FLAG])
+            hint = flag_hint(arg, following, [*actions, "--dry-run", RESUME_FLAG, WAIT_FLAG])
             raise ConfigError(None, f"unknown flag {arg}", hint, COMMAND_LINE)
         flags.append(arg)
         takes_value = action.nargs is None or (action.nargs == "?" and i < len(args)

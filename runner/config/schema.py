@@ -142,6 +142,20 @@ class LogsConf:
 
 
 @dataclass
+class ClusterConf:
+    """Where the job runs: here (local), or submitted to a cluster scheduler (runner.cluster)."""
+
+    backend: str = _key("local", "local (this machine) or slurm (sbatch; cluster=slurm).",
+                        json={"enum": ["local", "slurm"]})
+    partition: str = _key("", "Slurm partition (empty: the cluster's default).")
+    time: str = _key("", "Walltime, as sbatch --time takes it, e.g. 1:00:00 (empty: the partition's).")
+    sbatch: dict[str, Any] = _keys(dict, "Any sbatch option, e.g. sbatch.account=proj "
+                                   "sbatch.cpus-per-task=8 (true: a flag without a value).")
+    setup: list[str] = _keys(list, "Shell lines run on each node before erun (module load, conda activate).")
+    python: str = _key("", "The Python that runs erun on the nodes (empty: the one submitting).")
+
+
+@dataclass
 class JobConf:
     """A job: what each worker runs, how many, and under which policies."""
 
@@ -177,6 +191,7 @@ class JobConf:
     health: HealthConf = _keys(HealthConf, "Health watchdogs: hangs, stalls, memory.")
     rdzv: RdzvConf = _keys(RdzvConf, "Rendezvous (multi-node).")
     logs: LogsConf = _keys(LogsConf, "Console output.")
+    cluster: ClusterConf = _keys(ClusterConf, "Where the job runs: local, or cluster=slurm.")
 
 
 def register_configs() -> None:

@@ -314,7 +314,10 @@ class Agent:
 
     def _forward(self, group: WorkerGroup, signums: list[int]) -> None:
         for signum in signums:
-            if signum in FORWARD_SIGNALS:
+            if signum in FORWARD_SIGNALS and not self.plan.forward_signals:
+                self._note(f"{signal.Signals(signum).name}: the scheduler signals every worker itself; "
+                           "not forwarded")
+            elif signum in FORWARD_SIGNALS:
                 self._event("signal_forwarded", signal=signal.Signals(signum).name)
                 group.signal(signum)
 

@@ -17,7 +17,7 @@ jsonschema = pytest.importorskip("jsonschema")
 
 CONF = REPO / "conf"
 JOB_FILES = sorted((CONF / "job").glob("*.yaml")) + sorted((REPO / "examples").rglob("*.yaml"))
-PRESETS = {"restart": "RestartConf", "rdzv": "RdzvConf"}
+PRESETS = {"restart": "RestartConf", "rdzv": "RdzvConf", "cluster": "ClusterConf"}
 
 
 def load_yaml(path: Path) -> Any:
