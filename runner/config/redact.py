@@ -13,14 +13,20 @@ from runner.plan import REDACTED, JobPlan, looks_secret
 
 
 def redacted_config(cfg: Any, plan: JobPlan, resolve: bool) -> str:
-    """A job config as YAML, its secret-looking `env` values redacted."""
+    """A job config as YAML (as `OmegaConf.to_yaml` writes it), its secret-looking `env` values
+    redacted. The data is dumped as it is, never made a config again: a resolved value may
+    hold a literal `${` that OmegaConf would take for an interpolation."""
+    import yaml
     from omegaconf import OmegaConf
+    from omegaconf._utils import get_omega_conf_dumper
 
-    data = OmegaConf.to_container(cfg, resolve=resolve)
+    data = OmegaConf.to_container(cfg, resolve=resolve, enum_to_str=True)
     if isinstance(data, dict) and isinstance(data.get("env"), dict):
         env = data["env"]
         data["env"] = {k: REDACTED if looks_secret(str(k), plan.redact) else v for k, v in env.items()}
-    return scrub(OmegaConf.to_yaml(data), plan.secret_env())
+    text = yaml.dump(data, default_flow_style=False, allow_unicode=True, sort_keys=False,
+                     Dumper=get_omega_conf_dumper())
+    return scrub(text, plan.secret_env())
 
 
 def scrub(text: str, secrets: Mapping[str, str]) -> str:

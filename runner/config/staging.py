@@ -45,18 +45,32 @@ def staging_dir(tmp: Path | None = None) -> Iterator[Path]:
     try:
         for signum in STARTUP_SIGNALS:  # first: a signal from here on ends in `finally`
             signal.signal(signum, _stop)
-        folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=tmp))
-        lock = os.open(folder / f"{LOCK}.new", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        os.rename(folder / f"{LOCK}.new", folder / LOCK)  # no other erun sees it unlocked
+        with _held():  # a signal while the folder is made arrives once `folder` names it
+            folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=tmp))
+            lock = os.open(folder / f"{LOCK}.new", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            os.rename(folder / f"{LOCK}.new", folder / LOCK)  # no other erun sees it unlocked
         yield folder
     finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        if lock >= 0:
-            os.close(lock)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        try:
+            with _held():  # removed whole, even when a signal comes now (it ends erun after)
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+                if lock >= 0:
+                    os.close(lock)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _held() -> Iterator[None]:
+    """Hold the start-up signals back inside (they are delivered, as `StartupStopped`, after)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STARTUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def remove_stale(tmp: Path) -> None:
