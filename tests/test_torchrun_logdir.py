@@ -66,3 +66,11 @@ def test_readers_find_the_logs_in_torchruns_layout(tmp_path: Path) -> None:
     line = last_output(run, 0, 1)  # erun status reads the rank's folder through the plan's layout
     assert line is not None and line[0].startswith("rank 1 attempt 0 ")
     assert json.loads((run / "summary.json").read_text())["state"] == "SUCCEEDED"
+
+
+def test_torchrun_layout_names_rank_folders_by_local_rank() -> None:
+    run = Path("/r")
+    assert RunPaths(run).stderr(1, 6) == run / "attempt_1" / "rank_6" / "stderr.log"
+    assert RunPaths(run, "torchrun", 4).stderr(1, 6) == run / "attempt_1" / "2" / "stderr.log"  # node 1's
+    assert RunPaths.of(run, {"logs": {"layout": "torchrun"}, "nproc": 4}) == RunPaths(run, "torchrun", 4)
+    assert RunPaths.of(run, {}) == RunPaths(run)  # no plan.json: erun's own layout

@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from compiling import compile_
 from erun_cli import erun
 
+from runner.errors import ConfigError
+from runner.plan import JobPlan
 from runner.runtime.numa import Topology, binding, format_ranges, parse_ranges
+from runner.torchrun import parser
 
 ALL = frozenset(range(64))
 
@@ -129,3 +134,17 @@ def test_without_gpus_torchrun_numa_binding_notes_once_and_runs(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("numa_binding=socket not applied, workers run unbound: 0 GPU(s)") == 1
     assert json.loads((tmp_path / "cpus_0.json").read_text()) == sorted(os.sched_getaffinity(0))
+
+
+def test_numa_binding_and_log_layout_are_checked_job_keys(tmp_path: Path) -> None:
+    plan = compile_(tmp_path, numa_binding="core-complex", logs={"layout": "torchrun"})
+    assert (plan.numa_binding, plan.logs.layout) == ("core-complex", "torchrun")
+    assert JobPlan.from_dict(json.loads(plan.to_json())) == plan
+    bad: list[tuple[dict[str, Any], str]] = [({"numa_binding": "nodes"}, "numa_binding"),
+                                             ({"logs": {"layout": "flat"}}, "logs.layout")]
+    for keys, key in bad:
+        with pytest.raises(ConfigError) as e:
+            compile_(tmp_path, **keys)
+        assert e.value.key == key
+    with pytest.raises(ConfigError, match="--numa-binding"):
+        parser().parse_args(["--numa-binding", "nodes", "t.py"])
