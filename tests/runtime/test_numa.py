@@ -12,6 +12,7 @@ import pytest
 from compiling import compile_
 from erun_cli import erun
 
+from runner.config.dryrun import describe
 from runner.errors import ConfigError
 from runner.plan import JobPlan
 from runner.runtime.numa import Topology, binding, format_ranges, parse_ranges
@@ -146,5 +147,7 @@ def test_numa_binding_and_log_layout_are_checked_job_keys(tmp_path: Path) -> Non
         with pytest.raises(ConfigError) as e:
             compile_(tmp_path, **keys)
         assert e.value.key == key
+    shown = describe(plan)
+    assert "numa_binding=core-complex" in shown and "attempt_N/<local_rank>/" in shown
     with pytest.raises(ConfigError, match="--numa-binding"):
         parser().parse_args(["--numa-binding", "nodes", "t.py"])
