@@ -124,11 +124,9 @@ class WorkerGroup:
             except OSError as e:  # a full disk: the worker runs, its output is counted as dropped
                 self.dropped.count(0, rank_dir, e)
             env = self.env(worker.local_rank, ctx, base_env)
-            process = spares.take(worker.local_rank, argv, env, self.plan.cwd) if spares else None
-            worker.warm = process is not None
             cpus = self.cpus.get(worker.local_rank)
-            if process is not None and cpus:
-                processes.bind_threads(process.pid, cpus)
+            process = spares.take(worker.local_rank, argv, env, self.plan.cwd, cpus) if spares else None
+            worker.warm = process is not None
             worker.process = process or processes.spawn(argv, env, self.plan.cwd, cpus=cpus)
             worker.start = time.time()
             worker.streams = self._streams(worker)

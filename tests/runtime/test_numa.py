@@ -3,19 +3,24 @@ fake /sys tree (ERUN_SYS_ROOT), and a real worker bound to them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from compiling import compile_
+from conftest import Erun
 from erun_cli import erun
 
 from runner.config.dryrun import describe
 from runner.errors import ConfigError
-from runner.plan import JobPlan
-from runner.runtime.numa import Topology, binding, format_ranges, parse_ranges
+from runner.plan import JobPlan, PrewarmPlan
+from runner.runtime import processes
+from runner.runtime.numa import SYS_ROOT_VAR, Topology, binding, format_ranges, parse_ranges
+from runner.state import JobState
 from runner.torchrun import parser
 
 ALL = frozenset(range(64))
@@ -151,3 +156,35 @@ def test_numa_binding_and_log_layout_are_checked_job_keys(tmp_path: Path) -> Non
     assert "numa_binding=core-complex" in shown and "attempt_N/<local_rank>/" in shown
     with pytest.raises(ConfigError, match="--numa-binding"):
         parser().parse_args(["--numa-binding", "nodes", "t.py"])
+
+
+@pytest.mark.usefixtures("no_survivors")
+@pytest.mark.parametrize("taskset", [True, False], ids=["taskset", "in-the-child"])
+@pytest.mark.skipif(not {0, 1} <= os.sched_getaffinity(0), reason="needs CPUs 0 and 1")
+def test_spawn_binds_before_the_worker_runs(monkeypatch: pytest.MonkeyPatch, taskset: bool) -> None:
+    if not taskset:  # no taskset: the fork path binds between fork and exec
+        monkeypatch.setattr(processes, "TASKSET", None)
+    code = "import os; print(sorted(os.sched_getaffinity(0)))"
+    proc = processes.spawn([sys.executable, "-c", code], os.environ, None, cpus=frozenset({1}))
+    try:
+        assert proc.popen.wait(timeout=30) == 0
+        os.set_blocking(proc.stdout_fd, True)
+        assert os.read(proc.stdout_fd, 100) == b"[1]\n"
+    finally:
+        proc.close()
+
+
+def test_a_warm_spare_is_bound_when_it_takes_a_rank(
+        erun: Erun, no_survivors: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if not {0, 1} <= os.sched_getaffinity(0):
+        pytest.skip("needs CPUs 0 and 1")
+    root = fake_sys(tmp_path / "sys", {0: "0", 1: "1"}, {"0000:1b:00.0": 1, "0000:2c:00.0": 0})
+    monkeypatch.setenv(SYS_ROOT_VAR, str(root))
+    plan = erun.plan("warm.py", erun.markers, max_restarts=1)
+    restart = dataclasses.replace(plan.restart, prewarm=PrewarmPlan(modules=("tomllib",), after_s=0.1))
+    plan = dataclasses.replace(plan, numa_binding="node", restart=restart)
+    assert erun.run(plan).state is JobState.SUCCEEDED
+    for attempt in (0, 1):  # cold, then warm
+        seen = [json.loads((erun.markers / f"warm_a{attempt}_r{r}.json").read_text()) for r in (0, 1)]
+        assert [s["cpus"] for s in seen] == [[1], [0]], attempt
+        assert all(s["preloaded"] for s in seen) == (attempt == 1)
