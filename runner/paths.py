@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HYDRA_SUBDIR = ".hydra"  # Hydra's record of a run: config.yaml, hydra.yaml, overrides.yaml
 RETRY_SUFFIX = "_retry"
@@ -50,6 +51,9 @@ class RunPaths:
         run_dir/attempt_N/rank_R/    stdout.log, stderr.log, error.json (torch's @record),
                                      heartbeat (touched by runner.heartbeat()),
                                      result.json (runner.result(); rank 0's is the job's)
+                                     (layout "torchrun", as torchrun --log-dir: attempt_N/L/,
+                                     L the local rank: the global rank modulo `nproc`, exact
+                                     when every node runs the same nproc, as torchrun's do)
         run_dir/timer.fifo           torch FileTimerClient requests (when file timers are on)
       A job submitted to a cluster (runner.cluster) has, besides its plan.json and job.yaml:
         run_dir/slurm.sbatch         the batch script submitted
@@ -58,6 +62,14 @@ class RunPaths:
     """
 
     run_dir: Path
+    layout: str = "erun"  # the plan's logs.layout: erun or torchrun
+    nproc: int = 1  # workers a node (the plan's nproc): the torchrun layout's local ranks
+
+    @classmethod
+    def of(cls, run_dir: Path, plan: Mapping[str, Any]) -> RunPaths:
+        """The paths of a run directory whose plan (plan.json's contents, {} if none) says its layout."""
+        logs = plan.get("logs") or {}
+        return cls(Path(run_dir), str(logs.get("layout", "erun")), int(plan.get("nproc") or 1))
 
     @property
     def plan(self) -> Path:
@@ -106,7 +118,8 @@ class RunPaths:
         return self.run_dir / "report.html"
 
     def rank_dir(self, attempt: int, rank: int) -> Path:
-        return self.run_dir / f"attempt_{attempt}" / f"rank_{rank}"
+        name = str(rank % max(self.nproc, 1)) if self.layout == "torchrun" else f"rank_{rank}"
+        return self.run_dir / f"attempt_{attempt}" / name
 
     def stdout(self, attempt: int, rank: int) -> Path:
         return self.rank_dir(attempt, rank) / "stdout.log"

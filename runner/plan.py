@@ -31,6 +31,9 @@ DEFAULT_REDACT = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", 
 DEFAULT_RDZV_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}
 # torch's rendezvous settings erun fills in when a job leaves them out (torchrun's defaults).
 SETTING_DEFAULTS = {"join_timeout": 600, "last_call_timeout": 30}
+# torch 2.13's --numa-binding modes (torch/numa/binding.py AffinityMode), and the log layouts.
+NUMA_MODES = ("node", "socket", "exclusive", "core-complex")
+LOG_LAYOUTS = ("erun", "torchrun")
 # The fix for a bad value of each key that both the compiler and the plan check: one text,
 # whichever finds the mistake (the compiler first, naming the file; a plan built by hand after).
 FIXES = {
@@ -271,8 +274,13 @@ class LogsPlan:
     panel: str = "auto"
     # The run directory and erun's files in it are the user's only (0700/0600); False: the umask's.
     private: bool = True
+    # How the rank folders are named (runner.paths.RunPaths): erun's attempt_N/rank_R/, or
+    # torchrun's attempt_N/<local_rank>/ (erun torchrun --log-dir).
+    layout: str = "erun"
 
     def __post_init__(self) -> None:
+        if self.layout not in LOG_LAYOUTS:
+            raise ConfigError("logs.layout", f"is `{self.layout}`", f"use {' or '.join(LOG_LAYOUTS)}")
         if self.panel not in ("auto", "on", "off"):
             raise ConfigError("logs.panel", f"is `{self.panel}`", "use auto, on or off")
         if self.ranks is not None:
@@ -335,6 +343,8 @@ class JobPlan:
     config_file: str | None = None
     # Environment names whose values are secret (substrings, any case): redacted where written.
     redact: tuple[str, ...] = DEFAULT_REDACT
+    # Bind each local rank's CPUs near its GPU, as torch's --numa-binding (runner.runtime.numa).
+    numa_binding: str | None = None
     # Forward SIGUSR1/SIGUSR2 to the workers. False inside a Slurm job step, where Slurm signals
     # every process of the step itself (forwarding again would deliver each signal twice).
     forward_signals: bool = True
@@ -352,6 +362,9 @@ class JobPlan:
                               "give one device per local rank")
         if not self.role:
             raise ConfigError("role", "is empty", FIXES["role"])
+        if self.numa_binding is not None and self.numa_binding not in NUMA_MODES:
+            raise ConfigError("numa_binding", f"is `{self.numa_binding}`",
+                              f"use one of {', '.join(NUMA_MODES)}")
 
     @property
     def warm_spares(self) -> bool:

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 from runner.config import staging
 from runner.errors import ConfigError, ExitStatus
+from runner.plan import NUMA_MODES
 
 # torchrun flags that erun accepts and ignores, and why.
 IGNORED = {
@@ -35,7 +36,6 @@ IGNORED = {
     "logs_specs": "erun always writes every rank's logs to its run directory",
     "event_log_handler": "erun's events are in the run directory's events.jsonl",
     "master_port": "erun gives every attempt a fresh free port",
-    "numa_binding": "not supported by erun",
 }
 STD = {"0": (), "1": ("stdout",), "2": ("stderr",), "3": ("stdout", "stderr")}
 # torchrun reads no PET_ variable for these two (plain argparse flags there).
@@ -55,7 +55,7 @@ FLAG_OF = {"role": "--role", "nproc": "--nproc-per-node", "nnodes": "--nnodes", 
            "restart.stop_grace_s": "--shutdown-timeout", "logs.ranks": "--local-ranks-filter",
            "isolate_gpus": "--virtual-local-rank", "entrypoint": "training_script",
            "module": "training_script", "exec": "training_script",
-           "args": "training_script_args", "hydra.run.dir": "--log-dir"}
+           "args": "training_script_args", "hydra.run.dir": "--log-dir", "numa_binding": "--numa-binding"}
 # torchrun's console prefix with --tee, and the variable that replaces it (torch's names -> erun's).
 DEFAULT_TEE_PREFIX = "[{role}{local_rank}]:"
 PREFIX_TEMPLATE_VAR = "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"
@@ -98,12 +98,13 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     flag("--shutdown-timeout", type=int, default=None,
          help="seconds from SIGTERM to SIGKILL (restart.stop_grace_s)")
     flag("--virtual-local-rank", action="store_true", help="one GPU per worker (isolate_gpus)")
+    flag("--numa-binding", default=None, choices=list(NUMA_MODES),
+         help="bind each local rank's CPUs near its GPU, as torchrun (numa_binding)")
     flag("-m", "--module", action="store_true")
     flag("--no-python", action="store_true")
     flag("--run-path", action="store_true")
     for name in IGNORED:
-        choices = {"start_method": ["spawn", "fork", "forkserver"],
-                   "numa_binding": ["node", "socket", "exclusive", "core-complex"]}.get(name)
+        choices = {"start_method": ["spawn", "fork", "forkserver"]}.get(name)
         flag(f"--{name.replace('_', '-')}", default=None, choices=choices, help=f"ignored: {IGNORED[name]}")
     p.add_argument("--print-config", action="store_true",
                    help="print the equivalent erun job file (give it before the script)")
@@ -148,13 +149,17 @@ def to_job(opts: argparse.Namespace) -> dict[str, Any]:
         job["restart"] = restart
     if opts.virtual_local_rank and _gpus_visible():
         job["isolate_gpus"] = True
+    if opts.numa_binding:
+        job["numa_binding"] = opts.numa_binding
     if opts.role != "default":
         job["role"] = opts.role
     logs = _logs(opts)
     if logs:
         job["logs"] = logs
-    if opts.log_dir:
-        job["hydra"] = {"run": {"dir": f"{opts.log_dir}/${{now:%Y-%m-%d_%H-%M-%S}}"}}
+    if opts.log_dir:  # torchrun's layout: D/<run_id>_<suffix>/attempt_N/<local_rank>/
+        job.setdefault("logs", {})["layout"] = "torchrun"
+        # The job file's own run dir (--print-config); a run made here gets torchrun's (`record_dir`).
+        job["hydra"] = {"run": {"dir": f"{opts.log_dir}/{opts.rdzv_id}_${{now:%Y-%m-%d_%H-%M-%S}}"}}
     return job
 
 
@@ -407,10 +412,24 @@ def run_job(opts: argparse.Namespace, job: dict[str, Any]) -> int:
 def record_dir(opts: argparse.Namespace) -> str:
     """Without --log-dir, torchrun writes nothing where it runs (its logs go to a temporary
     folder): so erun's run record goes to a new temporary folder too, which erun's last line
-    names ("run dir ..."). "": --log-dir says where, or a dry run writes nothing."""
-    if opts.log_dir or opts.dry_run:
+    names ("run dir ..."). With --log-dir D, torchrun's folder D/<rdzv_id>_<random>/, made as
+    torchrun makes it (its rank logs go under it, erun's record files beside them). "": a dry
+    run writes nothing."""
+    if opts.dry_run:
         return ""
+    if opts.log_dir:
+        os.makedirs(opts.log_dir, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f"{_run_id(opts)}_", dir=opts.log_dir)
     return tempfile.mkdtemp(prefix="erun-torchrun-run-")
+
+
+def _run_id(opts: argparse.Namespace) -> str:
+    """torchrun's run id: a fresh uuid4 on one node (it turns --standalone and a lone static
+    node into c10d at localhost:0), else --rdzv-id."""
+    import uuid
+
+    one = opts.standalone or (_one_node(opts) and opts.master_port is None)
+    return str(uuid.uuid4()) if one else opts.rdzv_id
 
 
 def as_flag_error(e: ConfigError, folder: str) -> ConfigError:

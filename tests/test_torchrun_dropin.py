@@ -108,7 +108,8 @@ def test_flag_mapping() -> None:
     assert job_for("--redirects", "3", "t.py")["logs"] == {"console": False, "prefix": ""}
     assert job_for("--redirects", "3", "--tee", "3", "t.py")["logs"] == {  # teed: on the console, as torchrun
         "prefix": "[{role}{local_rank}]:", "prefix_space": False}
-    assert job_for("--log-dir", "logs", "t.py")["hydra"]["run"]["dir"].startswith("logs/${now:")
+    assert job_for("--log-dir", "logs", "t.py")["hydra"]["run"]["dir"].startswith("logs/none_${now:")
+    assert job_for("--log-dir", "logs", "t.py")["logs"]["layout"] == "torchrun"
     assert "'1e-3'" in render(job_for("t.py", "1e-3"))
 
 

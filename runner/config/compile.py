@@ -28,6 +28,7 @@ from runner.plan import (
     DEFAULT_RDZV_PORTS,
     DEFAULT_REDACT,
     FIXES,
+    NUMA_MODES,
     BackoffPlan,
     ExitRule,
     HealthPlan,
@@ -101,6 +102,7 @@ def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
         rdzv=rdzv,
         master_addr=_nonempty(c, "master_addr", "localhost", "use a host name or address, e.g. localhost"),
         devices=_devices(c, nproc, ctx.host),
+        numa_binding=_numa(c.get("numa_binding")),
         params=c.get("params") or {},
         config_file=ctx.config_file,
         redact=_redact(c.get("redact", DEFAULT_REDACT)),
@@ -326,7 +328,13 @@ def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
                               "list global ranks that exist (or null for all)")
     return LogsPlan(prefix=prefix, prefix_space=bool(logs.get("prefix_space", True)), ranks=ranks,
                     console=bool(logs.get("console", True)), panel=str(logs.get("panel", "auto")),
-                    private=bool(logs.get("private", True)))
+                    private=bool(logs.get("private", True)), layout=str(logs.get("layout", "erun")))
+
+
+def _numa(mode: Any) -> str | None:
+    if mode is None or mode in NUMA_MODES:
+        return mode
+    raise ConfigError("numa_binding", f"is `{mode}`", f"use one of {', '.join(NUMA_MODES)}, or null")
 
 
 def _redact(patterns: Any) -> tuple[str, ...]:

@@ -26,6 +26,11 @@ def describe(plan: JobPlan) -> str:
         _row("run dir", plan.run_dir),
         _row("config", f"ERUN_CONFIG={plan.config_file}" if plan.config_file else "(none)"),
     ]
+    if plan.numa_binding:
+        lines.append(_row("cpus", f"numa_binding={plan.numa_binding}: each local rank's CPUs near its GPU, "
+                                  "chosen from /sys when the agent starts"))
+    if plan.logs.layout == "torchrun":
+        lines.append(_row("rank logs", "attempt_N/<local_rank>/ (torchrun's layout)"))
     if plan.params:
         lines.append(_row("params", "ERUN_PARAMS=" + json.dumps(dict(plan.params), sort_keys=True)))
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.plan import DEFAULT_REDACT
+from runner.plan import DEFAULT_REDACT, LOG_LAYOUTS, NUMA_MODES
 
 SCHEMA_NAME = "erun_job_schema"
 
@@ -139,6 +139,8 @@ class LogsConf:
                       json={"enum": ["auto", "on", "off"]})
     private: bool = _key(True, "Run directory and erun's files readable by you only (0700/0600); "
                          "false: as the umask allows.")
+    layout: str = _key("erun", "Rank log folders: erun (attempt_N/rank_R/) or torchrun "
+                       "(attempt_N/<local_rank>/, as torchrun --log-dir).", json={"enum": list(LOG_LAYOUTS)})
 
 
 @dataclass
@@ -179,6 +181,11 @@ class JobConf:
     isolate_gpus: bool = _key(
         False, "With nproc=gpu: give local rank i CUDA_VISIBLE_DEVICES=<i-th visible device> "
         "(it then sees one device, cuda:0).",
+    )
+    numa_binding: str | None = _key(
+        None, "Bind each local rank's CPUs near its GPU (GPU = local rank), as torchrun --numa-binding: "
+        "node, socket, exclusive or core-complex (null: no binding).",
+        json={"anyOf": [{"type": "null"}, {"enum": list(NUMA_MODES)}]},
     )
     role: str = _key("default", "Role name of the workers (ROLE_NAME).")
     env: dict[str, str] = _keys(dict, "Extra environment variables for every worker.")

@@ -337,10 +337,15 @@ def read_job_config(run_dir: Path) -> str | None:
 TAIL_BYTES = 4096
 
 
+def run_paths(run_dir: Path) -> RunPaths:
+    """The run directory's paths, its rank folders named as its plan.json says (logs.layout)."""
+    return RunPaths.of(run_dir, read_json(RunPaths(run_dir).plan))
+
+
 def read_result(run_dir: Path, attempt: int, rank: int = 0) -> Any:
     """What a rank passed to `runner.result` (or returned from a `call`) in an attempt; None."""
     try:
-        return json.loads(RunPaths(run_dir).result(attempt, rank).read_text(encoding="utf-8"))
+        return json.loads(run_paths(run_dir).result(attempt, rank).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -348,7 +353,7 @@ def read_result(run_dir: Path, attempt: int, rank: int = 0) -> Any:
 def last_output(run_dir: Path, attempt: int, rank: int) -> tuple[str, float] | None:
     """The rank's last non-blank output line (of stdout or stderr, whichever was written last)
     and when it was written; None before the rank wrote anything."""
-    paths = RunPaths(run_dir)
+    paths = run_paths(run_dir)
     found = []
     for path in (paths.stdout(attempt, rank), paths.stderr(attempt, rank)):
         try:

@@ -50,7 +50,7 @@ class EventLog:
 def open_run_dir(plan: JobPlan) -> RunPaths:
     """Create the run directory (the user's only, unless `logs.private=false`) with plan.json;
     refuse one that already holds a run (never overwrite logs), or that cannot be written."""
-    paths = RunPaths(Path(plan.run_dir))
+    paths = RunPaths(Path(plan.run_dir), plan.logs.layout, plan.nproc)
     if paths.events.exists():
         raise ConfigError(
             "run_dir", f"{plan.run_dir} already holds a run",

@@ -63,7 +63,7 @@ def html_document(title: str, body: Sequence[str]) -> str:
 def run_page(record: RunRecord, page_dir: Path | None = None) -> str:
     """The report page of one run: summary, root cause, timeline, attempts (with links to each
     rank's logs, relative to `page_dir`, default the run directory), failures, events, job config."""
-    links = LogLinks(record.run_dir, page_dir or record.run_dir)
+    links = LogLinks(RunPaths.of(record.run_dir, record.plan), page_dir or record.run_dir)
     body = [
         f"<h1>erun report: {esc(record.name)}</h1>",
         _run_facts(record),
@@ -82,11 +82,11 @@ def run_page(record: RunRecord, page_dir: Path | None = None) -> str:
 class LogLinks:
     """Links from the page to a rank's log files, relative (the folder can move as a whole)."""
 
-    run_dir: Path
+    paths: RunPaths  # the run's, laid out as its plan says
     page_dir: Path
 
     def html(self, attempt: int, rank: int) -> str:
-        paths = RunPaths(self.run_dir)
+        paths = self.paths
         links = []
         for name, path in (("stdout", paths.stdout(attempt, rank)), ("stderr", paths.stderr(attempt, rank))):
             if path.is_file():

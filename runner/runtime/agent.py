@@ -34,7 +34,7 @@ from runner.plan import JobPlan
 from runner.record import writer as record
 from runner.record.read import read_result
 from runner.runtime import final_report as report
-from runner.runtime import processes, restart
+from runner.runtime import numa, processes, restart
 from runner.runtime.console import Console, wants_panel
 from runner.runtime.custody import Custody
 from runner.runtime.env import AttemptContext, file_timers_enabled, omp_default
@@ -75,6 +75,7 @@ class Agent:
         self._paths: RunPaths | None = None
         self._events: record.EventLog | None = None
         self._notes: Notes | None = None
+        self._cpus: dict[int, frozenset[int]] = {}  # numa_binding: local rank -> CPUs
         self._custody = Custody(self.token, self._event, self._note)
         self._timers: FileTimerServer | None = None
         # A stop signal that arrived while a failed group was being stopped: it ends the job.
@@ -192,6 +193,9 @@ class Agent:
         )
 
     def _announce(self, base_env: dict[str, str]) -> None:
+        self._cpus, bound = numa.binding(self.plan.numa_binding, self.plan.nproc, base_env)
+        if bound:
+            self._note(bound)
         omp = omp_default(self.plan, base_env)
         if omp is not None:
             self._note(f"OMP_NUM_THREADS={omp} for each of {self.plan.nproc} workers "
@@ -208,7 +212,7 @@ class Agent:
         ctx = AttemptContext(group_round.restart_count, group_round.master_addr, group_round.master_port,
                              self.token, timer_file, group_round.agent_store)
         group = WorkerGroup(self.plan, self._paths, attempt, group_round.layout, self._worker_changed,
-                            self.console, self._keeper.dropped)
+                            self.console, self._keeper.dropped, self._cpus)
         result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time(),
                                restart_count=group_round.restart_count, nodes=group_round.nodes)
         self._event("group_state", attempt=attempt, state=WorkerState.INIT.value, master_port=ctx.master_port,

@@ -27,7 +27,7 @@ class RecordKeeper:
         self.console = console
         self.dropped = DroppedWrites(on_first=self._first_drop)
         self.mode = file_mode(plan.logs.private)
-        self.paths = RunPaths(Path(plan.run_dir))
+        self.paths = RunPaths(Path(plan.run_dir), plan.logs.layout, plan.nproc)
         self.events: record.EventLog | None = None
         self.summary_error: str | None = None  # why the last summary.json could not be written
 

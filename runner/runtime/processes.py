@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from runner.devices import nofile_ceiling
 from runner.errors import LaunchError
+from runner.runtime.numa import format_ranges
 
 _PR_SET_PDEATHSIG = 1
 # After SIGKILL, how long to wait for the kernel to reap a process (one stuck in uninterruptible
@@ -33,6 +34,7 @@ _PR_SET_PDEATHSIG = 1
 KILL_WAIT_S = 5.0
 SETPRIV = shutil.which("setpriv")
 PRLIMIT = shutil.which("prlimit")
+TASKSET = shutil.which("taskset")
 # The open-file limits the agent started with, when `raise_fd_limit` changed them: workers get
 # these back, so user code sees the limits it would have seen without erun.
 _saved_nofile: tuple[int, int] | None = None
@@ -53,10 +55,13 @@ def raise_fd_limit() -> None:
     _saved_nofile = _saved_nofile or (soft, hard)
 
 
-def _die_with_parent(parent_pid: int, nofile: tuple[int, int] | None = None) -> None:
+def _die_with_parent(parent_pid: int, nofile: tuple[int, int] | None = None,
+                     cpus: frozenset[int] | None = None) -> None:
     """Runs in the child between fork and exec (single-threaded agent: safe)."""
     import ctypes
 
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the agent died before prctl took effect
         os._exit(1)
@@ -97,17 +102,21 @@ class Process:
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
-          pass_fds: Sequence[int] = ()) -> Process:
-    """Start a worker in its own session, output to pipes the agent reads (and `pass_fds` open)."""
+          pass_fds: Sequence[int] = (), cpus: frozenset[int] | None = None) -> Process:
+    """Start a worker in its own session, output to pipes the agent reads (and `pass_fds` open),
+    bound to `cpus` when given (numa_binding: set before the worker's first instruction, so
+    every thread it starts inherits it)."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     parent = os.getpid()
     command: list[str] = list(argv)
     nofile = _saved_nofile
-    preexec: Callable[[], None] | None = lambda: _die_with_parent(parent, nofile)  # noqa: E731
-    vfork_ok = nofile is None or PRLIMIT is not None
+    preexec: Callable[[], None] | None = lambda: _die_with_parent(parent, nofile, cpus)  # noqa: E731
+    vfork_ok = (nofile is None or PRLIMIT is not None) and (not cpus or TASKSET is not None)
     if SETPRIV is not None and argv and _findable(argv[0], env, cwd) and vfork_ok:
-        command, preexec = [SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
+        # taskset then execs argv (it takes no `--`): bound before the worker's first instruction
+        bind = [str(TASKSET), "--cpu-list", format_ranges(cpus)] if cpus else []
+        command, preexec = [SETPRIV, "--pdeathsig", "KILL", "--", *bind, *argv], None
         if nofile is not None:  # the worker's open-file limits as they were before erun raised them
             command = [str(PRLIMIT), f"--nofile={nofile[0]}:{nofile[1]}", "--", *command]
     try:
@@ -127,6 +136,15 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
     for fd in (out_r, err_r):
         os.set_blocking(fd, False)
     return Process(popen, os.pidfd_open(popen.pid), out_r, err_r)
+
+
+def bind_threads(pid: int, cpus: frozenset[int]) -> None:
+    """Bind every thread of a running process (a warm spare handed a rank) to `cpus`."""
+    for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # the thread ended meanwhile
+            pass
 
 
 def signal_group(pid: int, signum: int) -> bool:

@@ -108,11 +108,14 @@ class SparePool:
         return self.pids()
 
     def take(self, local_rank: int, argv: Sequence[str], env: Mapping[str, str],
-             cwd: str | None) -> processes.Process | None:
-        """The spare of `local_rank`, now running `argv` (the full worker command line); None: start cold."""
+             cwd: str | None, cpus: frozenset[int] | None = None) -> processes.Process | None:
+        """The spare of `local_rank`, now running `argv` (the full worker command line), bound to
+        `cpus` (numa_binding) before it runs a line of it; None: start cold."""
         spare = self._spares.pop(local_rank, None)
         if spare is None:
             return None
+        if cpus:
+            processes.bind_threads(spare.process.pid, cpus)
         if spare.hand_over(argv, env, cwd):
             return spare.process
         spare.discard()

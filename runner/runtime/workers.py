@@ -95,6 +95,7 @@ class WorkerGroup:
         self, plan: JobPlan, paths: RunPaths, attempt: int,
         layout: RankLayout = SINGLE_NODE, observer: StateObserver | None = None,
         console: Console | None = None, dropped: DroppedWrites | None = None,
+        cpus: Mapping[int, frozenset[int]] | None = None,
     ) -> None:
         self.console = console or Console()
         self.dropped = dropped or DroppedWrites()
@@ -104,6 +105,7 @@ class WorkerGroup:
         self.layout = layout
         self.state = WorkerState.INIT
         self._observer = observer
+        self.cpus = cpus or {}  # local rank -> its CPUs (numa_binding); none: unbound
         self.workers = [
             Worker(rank=layout.rank_offset + i, local_rank=i, attempt=attempt, paths=paths)
             for i in range(plan.nproc)
@@ -122,9 +124,10 @@ class WorkerGroup:
             except OSError as e:  # a full disk: the worker runs, its output is counted as dropped
                 self.dropped.count(0, rank_dir, e)
             env = self.env(worker.local_rank, ctx, base_env)
-            process = spares.take(worker.local_rank, argv, env, self.plan.cwd) if spares else None
+            cpus = self.cpus.get(worker.local_rank)
+            process = spares.take(worker.local_rank, argv, env, self.plan.cwd, cpus) if spares else None
             worker.warm = process is not None
-            worker.process = process or processes.spawn(argv, env, self.plan.cwd)
+            worker.process = process or processes.spawn(argv, env, self.plan.cwd, cpus=cpus)
             worker.start = time.time()
             worker.streams = self._streams(worker)
             self._set(worker, WorkerState.HEALTHY)

@@ -24,7 +24,8 @@ from _common import attempt, hang, rank
 
 def record(out: str) -> None:
     data = {"env": dict(os.environ), "pid": os.getpid(), "argv": sys.argv, "name": __name__,
-            "file": __file__, "path0": sys.path[0], "preloaded": "tomllib" in sys.modules}
+            "file": __file__, "path0": sys.path[0], "preloaded": "tomllib" in sys.modules,
+            "cpus": sorted(os.sched_getaffinity(0))}
     path = Path(out) / f"warm_a{attempt()}_r{rank()}.json"
     path.with_suffix(".tmp").write_text(json.dumps(data))
     os.replace(path.with_suffix(".tmp"), path)
