@@ -125,3 +125,32 @@ def test_ctrl_c_stops_every_worker(tmp_path: Path, no_survivors: str) -> None:
     ended = ctrl_c(argv, tmp_path, lambda: len(list(markers.glob("ready_*"))) == 2, "both ranks ready")
     assert ended.returncode == 0, ended.stderr
     assert read_summary(tmp_path / "hang_run")["state"] == "INTERRUPTED"
+
+
+def fail_once_on_rank_1() -> tuple[int, str]:
+    restart = os.environ["TORCHELASTIC_RESTART_COUNT"]
+    if os.environ["RANK"] == "1" and restart == "0":
+        raise RuntimeError("first attempt only")
+    return int(os.environ["RANK"]), restart
+
+
+def test_after_a_restart_the_last_attempts_values_come_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_survivors: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.launch(fail_once_on_rank_1, nproc=2, restart={"max_restarts": 1}, run_dir="again")
+    assert result.succeeded and result.run_dir == tmp_path / "again"
+    assert result.return_values == {0: (0, "1"), 1: (1, "1")}
+    assert [f["rank"] for f in result.failures] == [1]
+
+
+def die_by_sigkill() -> None:
+    os.kill(os.getpid(), 9)
+
+
+def test_a_rank_killed_by_a_signal_has_no_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     no_survivors: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(runner.JobFailedError) as caught:
+        runner.launch(die_by_sigkill, nproc=1)
+    assert caught.value.exception is None and caught.value.rank == 0
+    assert "SIGKILL" in str(caught.value)
