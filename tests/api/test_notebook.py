@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, RUN_TIMEOUT_S
+from conftest import REPO, RUN_TIMEOUT_S, read_summary, wait_for
 
 nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
@@ -33,3 +33,53 @@ def test_the_notebook_trains_ddp_from_a_cell(tmp_path: Path, no_survivors: str) 
     assert "\x1b" not in out
     assert "`nproc` is 0" in cell_text(error_cell)
     assert list(tmp_path.glob("outputs/*/*_train/summary.json"))
+
+
+HANG_CELL = """
+import os, time
+from pathlib import Path
+import runner
+
+def hang(marker_dir):
+    Path(marker_dir, "ready_" + os.environ["RANK"]).write_text(str(os.getpid()))
+    time.sleep(60)
+
+try:
+    runner.launch(hang, {markers!r}, nproc=2, run_dir={run_dir!r})
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_the_interrupt_button_stops_every_worker(tmp_path: Path, no_survivors: str) -> None:
+    from jupyter_client.manager import start_new_kernel  # nbclient's dependency
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        msg_id = client.execute(HANG_CELL.format(markers=str(markers), run_dir=str(tmp_path / "run")))
+        wait_for(lambda: len(list(markers.glob("ready_*"))) == 2, what="both ranks ready")
+        manager.interrupt_kernel()  # what the notebook's interrupt button does: SIGINT to the kernel
+        reply = client.get_shell_msg(timeout=RUN_TIMEOUT_S)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = client.get_shell_msg(timeout=RUN_TIMEOUT_S)
+        assert reply["content"]["status"] == "ok"
+        assert "interrupted" in "".join(cell_output(client, msg_id))
+        assert read_summary(tmp_path / "run")["state"] == "INTERRUPTED"  # the agent stopped them
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def cell_output(client: Any, msg_id: str) -> list[str]:
+    """The stream text of the execution `msg_id`, up to its kernel going idle."""
+    printed: list[str] = []
+    while True:
+        msg = client.get_iopub_msg(timeout=RUN_TIMEOUT_S)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            printed.append(msg["content"]["text"])
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return printed
