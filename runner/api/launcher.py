@@ -76,12 +76,12 @@ def launch(fn: Callable[..., Any], *args: Any, nproc: int | str = 1, kwargs: Map
     folder = LaunchFolder(Path(tempfile.mkdtemp(prefix="erun-launch-")))
     try:
         folder.payload.write_bytes(payload)
-        name = job_name(fn)
-        job = {"name": name, "nproc": nproc, **job_keys,
+        name = job_keys["name"] if isinstance(job_keys.get("name"), str) else job_name(fn)
+        job = {"nproc": nproc, **job_keys, "name": name,
                "module": "runner.api.worker", "args": [str(folder.payload), str(folder.root)]}
         job_file = folder.root / JOB_FILE
         job_file.write_text(json.dumps(job, default=str))  # JSON is YAML: strings stay strings
-        where = Path(run_dir).absolute() if run_dir is not None else default_run_dir(name)
+        where = Path(run_dir).absolute() if run_dir is not None else default_run_dir(job_name(name))
         overrides = [f"+job={job_file}", f"hydra.run.dir={quoted(str(where))}", "logs.panel=off"]
         code, output = _erun(overrides, folder.root, from_launch=True)
         return _outcome(code, where, folder, output)
@@ -154,8 +154,10 @@ def first(failures: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(failures, key=lambda f: (f.get("time") or 0.0, f.get("rank") or 0), default=None)
 
 
-def job_name(fn: Callable[..., Any]) -> str:
-    name = re.sub(r"[^A-Za-z0-9_-]+", "_", getattr(fn, "__name__", "") or "launch").strip("_")
+def job_name(fn: Callable[..., Any] | str) -> str:
+    """A name fit for a folder: the function's, or the `name` key given."""
+    given = fn if isinstance(fn, str) else getattr(fn, "__name__", "")
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", given or "launch").strip("_")
     return name or "launch"
 
 
