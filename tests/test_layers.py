@@ -37,6 +37,10 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "report":     (("runner.report.*",),                   ("foundation", "record")),
     "cluster":    (("runner.cluster.*",),                  ("foundation", "config", "record")),
     "sweep":      (("runner.sweep.*",),                    ("foundation", "config", "runtime", "record")),
+    # The Python API (runner.launch, runner.compose, runner.compat): an entry point like cli,
+    # but the agent only ever runs in its child process (runner.api.child -> runner.app).
+    "api":        (("runner.api.*", "runner.compat"),    ("foundation", "config", "runtime", "record",
+                                                           "worker", "entry")),
     "entry":      (("runner", "runner.__main__", "runner.cli", "runner.app", "runner.torchrun",
                     "hydra_plugins.erun_launcher.*"),      (ANY,)),
 }
