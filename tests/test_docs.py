@@ -55,6 +55,15 @@ def test_markers_are_found():
     assert len(marked_blocks(ROOT / "README.md")) >= 5
 
 
+def test_marked_python_files_compile():
+    """A script the docs write but no marked command runs (the README's train.py imports torch:
+    too slow to run here) is still checked to be valid Python."""
+    for page in PAGES:
+        for block in marked_blocks(page):
+            if block.file is not None and block.file.endswith(".py"):
+                compile(block.text, f"{page.name}:{block.line} ({block.file})", "exec")
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if marked_blocks(p)], ids=lambda p: p.name)
 def test_runnable_blocks_exit_0(page: Path, tmp_path: Path):
     env = dict(os.environ, ERUN_STATE_DIR=str(tmp_path / ".erun-state"), ERUN_REPO=str(ROOT),
