@@ -3,7 +3,7 @@
     python -m bench              # full: every size, 5 repetitions (roughly 40 minutes on 2 cores)
     python -m bench --quick      # every metric, 1-3 repetitions (about 2.5 minutes; CI runs it)
     python -m bench --smoke      # one tiny run per metric, about 15 s (tests/test_bench.py)
-    python -m bench --save       # also copy the Markdown to bench/RESULTS.md (for the README)
+    python -m bench --save       # also copy the Markdown to bench/RESULTS.md (for docs/benchmarks.md)
 
 Writes <out>/latest.md and <out>/latest.json (default out: bench/results, git-ignored).
 Exits 1 when the suite did not work (bench/checks.py: a metric raised or measured nothing

@@ -75,7 +75,7 @@ class PrewarmConf:
     modules: list[str] = field(default_factory=list, metadata={
         "help": "Modules each spare imports ahead of a restart, e.g. [torch]; [] (the default) "
                 "turns spares off. Opt-in: a warm worker differs slightly from a fresh interpreter "
-                "(README, Warm restarts)."})
+                "(docs/warm-restarts.md)."})
     after_s: float = _key(2.0, "Seconds after an attempt starts before its spares start "
                           "(the attempt's own imports go first).")
 

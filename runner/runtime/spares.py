@@ -7,8 +7,8 @@ interpreter), spawned by `runner.runtime.processes` exactly like a worker (its o
 PR_SET_PDEATHSIG, the job token, stdout/stderr pipes) with the environment the rank will have
 in the next attempt, so that anything read at import time sees the same values. Each spare
 imports `restart.prewarm.modules` and blocks on a pipe. Opt-in: with no modules (the default)
-there are no spares, since a warm worker is not exactly a fresh interpreter (README.md,
-"Warm restarts", lists what differs).
+there are no spares, since a warm worker is not exactly a fresh interpreter
+(docs/warm-restarts.md lists what differs).
 
 When the next attempt starts, `take` hands the rank to its spare: the agent writes the rank's
 argv, full environment and cwd to the pipe, and the spare becomes the worker (same process,

@@ -18,7 +18,7 @@ compiled with its own `__future__` flags only, and an uncaught exception reporte
 into an exit status as the interpreter does, with a traceback that starts where Python's
 would. End of file without a message means "not needed": the spare exits 0 without a word.
 
-What cannot be made identical is listed in README.md ("Warm restarts"): the preloaded modules
+What cannot be made identical is listed in docs/warm-restarts.md: the preloaded modules
 were imported before the script ran (so the environment they read at import time, and the
 warnings they emit then, are the spare's), and the process's command line (/proc/self/cmdline).
 

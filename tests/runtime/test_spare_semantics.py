@@ -129,7 +129,7 @@ def test_a_script_path_is_kept_as_written_and_a_missing_one_fails_as_python_says
 
 
 def assert_the_documented_differences(cold: dict[str, Any], warm: dict[str, Any]) -> None:
-    """README, "Warm restarts": exactly these differ, and only in these ways."""
+    """docs/warm-restarts.md: exactly these differ, and only in these ways."""
     # torch was imported by the spare: before the script ran, with the job's environment ...
     assert (cold["modules_at_start"], warm["modules_at_start"]) == ({"torch": False}, {"torch": True})
     # ... so OMP_NUM_THREADS=3 set by the script before `import torch` came too late ...
