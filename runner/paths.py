@@ -67,9 +67,12 @@ class RunPaths:
 
     @classmethod
     def of(cls, run_dir: Path, plan: Mapping[str, Any]) -> RunPaths:
-        """The paths of a run directory whose plan (plan.json's contents, {} if none) says its layout."""
-        logs = plan.get("logs") or {}
-        return cls(Path(run_dir), str(logs.get("layout", "erun")), int(plan.get("nproc") or 1))
+        """The paths of a run directory whose plan (plan.json's contents, {} if none) says its
+        layout; a plan.json that says nothing sensible (damaged, hand-written) means erun's."""
+        logs, nproc = plan.get("logs"), plan.get("nproc")
+        layout = logs.get("layout") if isinstance(logs, Mapping) else None
+        workers = nproc if isinstance(nproc, int) and not isinstance(nproc, bool) and nproc > 0 else 1
+        return cls(Path(run_dir), layout if layout in ("erun", "torchrun") else "erun", workers)
 
     @property
     def plan(self) -> Path:
