@@ -49,3 +49,14 @@ def hang(seconds: float = HANG_S) -> None:
         time.sleep(0.1)
     print("hung for too long; giving up", file=sys.stderr)
     sys.exit(3)
+
+
+def fail_once_all_ready(marker_dir: str, failing: int) -> None:
+    """The failing rank exits 1 once every rank of this attempt is ready; the others hang (until
+    the agent stops them)."""
+    ready(marker_dir)
+    if rank() != failing:
+        hang()
+    wait_all_ready(marker_dir)
+    print("failing on purpose", file=sys.stderr, flush=True)
+    sys.exit(1)

@@ -3,7 +3,7 @@ is ready, while the others hang; on later attempts every rank exits 0 at once.""
 
 import sys
 
-from _common import attempt, hang, rank, ready, wait_all_ready
+from _common import attempt, fail_once_all_ready, rank
 
 marker_dir = sys.argv[1]
 failing = int(sys.argv[2]) if len(sys.argv) > 2 else 1
@@ -11,9 +11,4 @@ print(f"attempt {attempt()} rank {rank()} stdout", flush=True)
 print(f"attempt {attempt()} rank {rank()} stderr", file=sys.stderr, flush=True)
 if attempt() > 0:
     sys.exit(0)
-ready(marker_dir)
-if rank() != failing:
-    hang()
-wait_all_ready(marker_dir)
-print("failing on purpose", file=sys.stderr, flush=True)
-sys.exit(1)
+fail_once_all_ready(marker_dir, failing)

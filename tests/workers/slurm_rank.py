@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from _common import attempt, hang, rank, ready, wait_all_ready
+from _common import attempt, fail_once_all_ready, rank
 
 marker_dir = sys.argv[1]
 failing = int(sys.argv[2]) if len(sys.argv) > 2 else -1
@@ -19,9 +19,4 @@ Path(os.environ["ERUN_JOB_DIR"], f"seen_a{attempt()}_r{rank()}.json").write_text
 print(f"attempt {attempt()} rank {rank()} of {seen['WORLD_SIZE']}", flush=True)
 if attempt() > 0 or failing < 0:
     sys.exit(0)
-ready(marker_dir)
-if rank() != failing:
-    hang()
-wait_all_ready(marker_dir)
-print("failing on purpose", file=sys.stderr, flush=True)
-sys.exit(1)
+fail_once_all_ready(marker_dir, failing)
