@@ -6,4 +6,5 @@ bash "$root/scripts/setup.sh"
 cd "$root"
 .venv/bin/ruff check runner tests bench examples hydra_plugins docs
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+# The slowest tests are listed at the end: CI has a time budget, and this is where it goes.
+.venv/bin/python -m pytest --durations=25 "$@"
