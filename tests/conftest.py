@@ -301,3 +301,13 @@ def ctrl_c(argv: list[str], cwd: Path, ready: Callable[[], Any], what: str) -> I
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+
+def assert_sigterm_answered(agent: AgentProcess, finish_timeout: float = RUN_TIMEOUT_S) -> None:
+    """SIGTERM the agent: it must exit 128+15 within 10 s, its record saying INTERRUPTED."""
+    agent.popen.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    code, _, err = agent.finish(timeout=finish_timeout)
+    assert time.monotonic() - sent < 10, "SIGTERM was answered late"
+    assert code == 128 + signal.SIGTERM, err
+    assert read_summary(agent.run_dir)["state"] == "INTERRUPTED"
+
