@@ -178,14 +178,30 @@ PartitionName={PARTITION} Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE S
         return self.run(["squeue", "-h", "-o", "%i"], check=False).stdout.split()
 
     def steps_alive(self) -> list[psutil.Process]:
-        """slurmstepd processes (they outlive slurmd) and anything they started."""
+        """This cluster's slurmstepd processes (they outlive slurmd) and anything they started.
+        A step keeps its node's slurmd log open, which is under this cluster's folder: another
+        cluster on the host (a parallel test session) is not counted."""
         found = []
         for proc in psutil.process_iter(["name"]):
             if proc.info["name"] == "slurmstepd":
                 try:
-                    found += [proc, *proc.children(recursive=True)]
+                    if any(Path(f.path).is_relative_to(self.root) for f in proc.open_files()):
+                        found += [proc, *proc.children(recursive=True)]
                 except psutil.Error:
                     pass
+        return found
+
+    def erun_processes(self) -> list[psutil.Process]:
+        """erun processes inside this cluster's jobs (srun of the node agents, the agents),
+        wherever they were reparented: they carry the job's environment."""
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                env = proc.environ() if "runner" in " ".join(proc.info["cmdline"] or []) else {}
+                if "SLURM_JOB_ID" in env and env.get("SLURM_CONF") == str(self.conf):
+                    found.append(proc)
+            except psutil.Error:
+                pass
         return found
 
     def drain_jobs(self, timeout: float = 30.0) -> None:

@@ -118,10 +118,12 @@ def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[
     follower = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(cluster_env), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: len(list(markers.glob("ready_a0_r*"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
+        wait_for(lambda: len([m for m in markers.glob("ready_a0_r*") if m.read_text()]) == 4,
+                 JOB_TIMEOUT_S, "4 ranks ready")
         pids = [int(p.read_text()) for p in markers.glob("ready_a0_r*")]
         job_ids = slurm.jobs()
         assert len(job_ids) == 1
+        assert slurm.steps_alive() and len(slurm.erun_processes()) >= 4  # 2 srun, 2 agents
         started = time.monotonic()
         slurm.run(["scancel", job_ids[0]])
         out, err = follower.communicate(timeout=60)
@@ -134,8 +136,7 @@ def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[
     wait_for(lambda: not slurm.jobs() and not slurm.steps_alive(), 30, "the job and its steps gone")
     assert not any(alive(pid) for pid in pids)
     assert time.monotonic() - started < 30
-    assert not [p for p in psutil.process_iter(["cmdline"]) if "runner.cluster.node" in " ".join(
-        p.info["cmdline"] or [])]
+    assert not slurm.erun_processes()
     assert REPO.is_dir()
 
 
