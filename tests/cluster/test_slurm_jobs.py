@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import REPO, WORKERS, alive, read_summary, subprocess_env, wait_for
 from erun_cli import erun
