@@ -47,10 +47,11 @@ class Size:
         return cls(cfg.sweep_points, cfg.sweep_sleep_s, cfg.sweep_reps, cfg.sweep_timeout_s)
 
 
-def launchers(size: Size) -> dict[str, list[str]]:
-    """Launcher name -> the extra erun arguments that choose it."""
-    return {"erun -m": [], f"erun -m slots={size.points}": [f"hydra.launcher.slots={size.points}"],
-            "hydra basic": ["hydra/launcher=basic"], "hydra joblib": ["hydra/launcher=joblib"]}
+def launchers(size: Size, chosen: tuple[str, ...]) -> dict[str, list[str]]:
+    """Launcher name -> the extra erun arguments that choose it (those of `chosen`, bench/config.py)."""
+    known = {"erun -m": [], "erun -m slots=N": [f"hydra.launcher.slots={size.points}"],
+             "hydra basic": ["hydra/launcher=basic"], "hydra joblib": ["hydra/launcher=joblib"]}
+    return {name.replace("=N", f"={size.points}"): known[name] for name in chosen}
 
 
 def write_job(work: Path, size: Size) -> None:
@@ -80,7 +81,7 @@ def run(cfg: BenchConfig) -> list[Row]:
     size = Size.of(cfg)
     wall, first = WALL.format(points=size.points, sleep=size.sleep_s), FIRST.format(points=size.points)
     log(f"sweep {wall}")
-    named = launchers(size)
+    named = launchers(size, cfg.sweep_launchers)
     walls = {name: Row(NAME, wall, name) for name in named}
     firsts = {name: Row(NAME, first, name) for name in named}
     for _ in range(size.reps):

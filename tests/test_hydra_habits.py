@@ -198,3 +198,10 @@ def test_tab_completion_offers_jobs_keys_presets_and_conf_groups(tmp_path: Path)
     assert complete("erun +job=habit.yaml params.", tmp_path) == ["params.x="]  # the job file's own keys
     assert {"restart=never", "restart=mine"} <= set(complete("erun +job=habit.yaml restart=", tmp_path))
     assert not (tmp_path / "outputs").exists()  # a query starts nothing and writes nothing
+
+
+def test_a_new_key_under_hydras_node_without_plus_says_to_add_it(tmp_path: Path) -> None:
+    write_job(tmp_path)
+    done = erun(["+job=habit.yaml", "hydra.job.env_set.FOO=bar"], tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "add it with +hydra.job.env_set.FOO=..." in done.stderr and "params" not in done.stderr

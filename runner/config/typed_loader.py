@@ -18,7 +18,7 @@ from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.overrides import Spelling
 
@@ -46,7 +46,9 @@ def record_typed(cfg: DictConfig, typed: dict[str, str]) -> None:
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    task = [typed.get(o, o) for o in cfg.hydra.overrides.task]
+    recorded = OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False)  # `${x}` stays as typed
+    assert isinstance(recorded, list)
+    task = [typed.get(str(o), str(o)) for o in recorded]
     dirname = cfg.hydra.job.config.override_dirname
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.overrides.task = task
