@@ -12,6 +12,7 @@ typed spelling back where Hydra records the command line: `hydra.overrides.task`
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from runner.overrides import Spelling
 
 
+MAX_KEPT = 256  # points of one batch kept between the sweeper's compose and the launcher's
+
+
 class TypedConfigLoader(ConfigLoaderImpl):
     """Hydra's ConfigLoaderImpl with erun's override spelling (an instance keeps it: pickled)."""
 
@@ -31,6 +35,21 @@ class TypedConfigLoader(ConfigLoaderImpl):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spelling = type(self).current
+        self.composed: dict[tuple[int, tuple[str, ...]], DictConfig] = {}  # see load_sweep_config
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        """A point's config. Hydra's sweepers compose every point of a batch once to validate it
+        (`validate_batch_is_legal`), then the launcher composes it again: the first compose is
+        kept and handed, once, to the second (the same inputs give the same config), so a sweep's
+        first point starts sooner."""
+        key = (id(master_config), tuple(sweep_overrides))
+        kept = self.composed.pop(key, None)
+        if kept is not None:
+            return kept
+        config = super().load_sweep_config(master_config, sweep_overrides)
+        if len(self.composed) < MAX_KEPT:
+            self.composed[key] = copy.deepcopy(config)
+        return config
 
     def load_configuration(self, config_name: str | None, overrides: list[str], run_mode: RunMode,
                            from_shell: bool = True, validate_sweep_overrides: bool = True) -> DictConfig:
