@@ -23,7 +23,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.overrides import Spelling
 
-
 MAX_KEPT = 256  # points of one batch kept between the sweeper's compose and the launcher's
 
 
