@@ -95,16 +95,6 @@ def test_a_sweeps_callbacks_fire_as_each_point_starts_and_ends(tmp_path: Path) -
     assert [ends[str(sweep / n)]["summary_state"] for n in "01"] == ["SUCCEEDED", "FAILED"]
 
 
-def test_a_sweep_that_succeeds_ends_with_on_multirun_end(tmp_path: Path) -> None:
-    write_job(tmp_path)
-    done = erun(["-m", "+job=habit.yaml", "params.x=1,2", CALLBACK, "hydra.sweep.dir=sweep",
-                 "hydra.launcher.slots=2"], tmp_path, env=callback_env(tmp_path))
-    assert done.returncode == 0, done.stderr
-    got = [e["event"] for e in events(tmp_path)]
-    assert got[0] == "multirun_start" and got[-1] == "multirun_end"
-    assert sorted(got[1:-1]) == ["job_end", "job_end", "job_start", "job_start"]
-
-
 # -- overrides recorded as typed ---------------------------------------------------------------
 
 
@@ -135,6 +125,9 @@ def test_overrides_are_recorded_as_typed(tmp_path: Path) -> None:
                   if e["event"] == "job_end" and e["run_dir"] == str(point.resolve())]
         assert end["overrides"] == typed  # the point's JobReturn
     assert "job@_global_" not in done.stderr and "++params" not in done.stderr
+    got = [e["event"] for e in events(tmp_path)]  # a sweep that succeeded ends with on_multirun_end
+    assert got[0] == "multirun_start" and got[-1] == "multirun_end"
+    assert sorted(got[1:-1]) == ["job_end", "job_end", "job_start", "job_start"]
 
 
 # -- Hydra's own launchers: the exit status says a point failed --------------------------------
