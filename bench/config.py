@@ -48,6 +48,7 @@ class BenchConfig:
     sweep_sleep_s: float  # each job's worker sleeps this long
     sweep_reps: int
     sweep_timeout_s: float
+    sweep_launchers: tuple[str, ...]  # of bench/sweep.py's
     scale_agents: tuple[int, ...]  # N agents of one job (one worker each), erun torchrun vs torchrun
     scale_reps: int
     scale_timeout_s: float
@@ -59,6 +60,7 @@ RESTART = ("erun", "erun-cold", "erun-hydra", "torchrun-fresh", "torchrun", "flo
 AGENTS = ("erun", "erun-hydra", "torchrun")
 NODES = ("erun", "torchrun", "torchrun-fresh")
 SCALE = ("erun", "erun-plan", "torchrun")  # erun: `erun torchrun`; erun-plan: run-plan, no Hydra
+SWEEP = ("erun -m", "erun -m slots=N", "hydra basic", "hydra joblib")  # bench/sweep.py
 
 FULL = BenchConfig(
     mode="full", launch_reps=5, launch_torch_reps=5,
@@ -71,7 +73,7 @@ FULL = BenchConfig(
     overhead_s=20.0, overhead_reps=2, overhead_launchers=AGENTS,
     multinode_nodes=(2, 4), multinode_reps=5, multinode_absorb_reps=5, multinode_deadlock_reps=1,
     multinode_timeout_s=90.0, multinode_launchers=NODES,
-    sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0,
+    sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0, sweep_launchers=SWEEP,
     scale_agents=(2, 4, 8), scale_reps=3, scale_timeout_s=120.0, scale_launchers=SCALE,
 )
 
@@ -93,7 +95,7 @@ QUICK = BenchConfig(
     overhead_s=3.0, overhead_reps=1, overhead_launchers=AGENTS,
     multinode_nodes=(2,), multinode_reps=1, multinode_absorb_reps=1, multinode_deadlock_reps=0,
     multinode_timeout_s=75.0, multinode_launchers=NODES,
-    sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0,
+    sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0, sweep_launchers=SWEEP,
     scale_agents=(2,), scale_reps=1, scale_timeout_s=90.0, scale_launchers=("erun", "torchrun"),
 )
 
@@ -107,6 +109,7 @@ SMOKE = BenchConfig(
     multinode_nodes=(2,), multinode_reps=1, multinode_absorb_reps=0, multinode_deadlock_reps=0,
     multinode_timeout_s=60.0, multinode_launchers=("erun",),
     sweep_points=2, sweep_sleep_s=0.2, sweep_reps=1, sweep_timeout_s=60.0,
+    sweep_launchers=("erun -m", "hydra basic"),
     scale_agents=(2,), scale_reps=1, scale_timeout_s=60.0, scale_launchers=("erun",),
 )
 

@@ -102,7 +102,8 @@ def targets_table(verdicts: list[Verdict]) -> list[str]:
              "| floor/baseline |", "|---|---|---|---|---|---|---|---|---|"]
     for v in verdicts:
         t = v.target
-        goal = f"<= {t.factor:g} x {t.baseline}" + (", all recover" if t.all_ok else "")
+        goal = (f"<= {t.factor:.3g} x {t.baseline}" + (f" + {t.margin_s:g} s" if t.margin_s else "")
+                + (", all recover" if t.all_ok else ""))
         r = "-" if v.ratio is None else f"{v.ratio:.2f}"
         fr = "-" if v.floor_ratio is None else f"{v.floor_ratio:.2f}"
         lines.append(f"| {t.name} | {v.launcher} | {fmt(v.erun)} | {fmt(v.base)} | {r} | {goal} | "

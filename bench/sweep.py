@@ -1,14 +1,20 @@
-"""sweep: wall time of a Hydra multirun (`erun -m`) of small jobs, erun's launcher vs Hydra's basic one.
+"""sweep: a Hydra multirun (`erun -m`) of small jobs, erun's launcher vs Hydra's basic and joblib
+launchers: its wall time, and how soon its first point runs.
 
 The sweep: N points (`params.i=0,...,N-1`), each a 1-process job whose worker stamps its start
-(bench/workers/sleeper.py, in the point's own run directory) and sleeps S seconds. The value is
-the command's wall time, start to exit; a run counts only when it exits 0 and every point stamped.
+(bench/workers/sleeper.py, in the point's own run directory) and sleeps S seconds. Two values
+per run: the command's wall time, start to exit, and the first point running (start to the
+earliest start stamp). A run counts only when it exits 0 and every point stamped.
 
 - `erun -m`: erun's launcher (the default) with its default slots: one per usable core;
 - `erun -m slots=N`: one slot per point, as on a node with N GPUs running N 1-GPU points;
-- `hydra basic`: `hydra/launcher=basic`, Hydra's launcher: the points one after the other.
+- `hydra basic`: `hydra/launcher=basic`, Hydra's launcher: the points one after the other;
+- `hydra joblib`: `hydra/launcher=joblib` (hydra-joblib-launcher), its defaults: n_jobs=-1,
+  one loky process per core, as many side by side as `erun -m`.
 
-All three go through the same erun CLI and agent; only the launcher differs.
+All go through the same erun CLI and agent; only the launcher differs. Repetitions interleave
+the launchers, so load hits all alike. Targets (bench/targets.py): `erun -m` at least 1.3x
+faster than joblib, and its first point running within 0.5 s of the basic launcher's.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from bench.common import Row, log, run_command, workdir, worker_script
 from bench.config import BenchConfig
 
 NAME = "sweep"
-TITLE = "sweep: wall time of `erun -m` over N sleeping 1-process jobs, erun's launcher vs Hydra's basic"
+TITLE = ("sweep: `erun -m` over N sleeping 1-process jobs, erun's launcher vs Hydra's basic and joblib: "
+         "wall time, and the first point running")
+WALL = "{points} points x 1 proc sleeping {sleep:g} s"
+FIRST = "first point running ({points} points)"
 PENDING: str | None = None
 
 
@@ -38,10 +47,11 @@ class Size:
         return cls(cfg.sweep_points, cfg.sweep_sleep_s, cfg.sweep_reps, cfg.sweep_timeout_s)
 
 
-def launchers(size: Size) -> dict[str, list[str]]:
-    """Launcher name -> the extra erun arguments that choose it."""
-    return {"erun -m": [], f"erun -m slots={size.points}": [f"hydra.launcher.slots={size.points}"],
-            "hydra basic": ["hydra/launcher=basic"]}
+def launchers(size: Size, chosen: tuple[str, ...]) -> dict[str, list[str]]:
+    """Launcher name -> the extra erun arguments that choose it (those of `chosen`, bench/config.py)."""
+    known = {"erun -m": [], "erun -m slots=N": [f"hydra.launcher.slots={size.points}"],
+             "hydra basic": ["hydra/launcher=basic"], "hydra joblib": ["hydra/launcher=joblib"]}
+    return {name.replace("=N", f"={size.points}"): known[name] for name in chosen}
 
 
 def write_job(work: Path, size: Size) -> None:
@@ -51,28 +61,32 @@ def write_job(work: Path, size: Size) -> None:
         "params_as: env\nparams:\n  i: 0\nlogs:\n  console: false\n")
 
 
-def measure(extra: list[str], size: Size) -> float | None:
+def measure(extra: list[str], size: Size) -> tuple[float, float] | None:
+    """The run's wall time and its first point running (seconds from its start); None: it failed."""
     with workdir("sweep") as work:
         write_job(work, size)
         points = ",".join(str(i) for i in range(size.points))
         argv = [sys.executable, "-m", "runner", "-m", "+job=job.yaml", f"params.i={points}",
                 "hydra.sweep.dir=sweep", *extra]
         result = run_command(argv, work / "output.log", size.timeout_s, cwd=work)
-        stamped = len(list((work / "sweep").glob("*/start_0_0")))
-        if not result.ok or stamped != size.points:
+        stamps = [float(p.read_text()) for p in (work / "sweep").glob("*/start_0_0")]
+        if not result.ok or len(stamps) != size.points:
             log(f"sweep {' '.join(extra) or '(erun launcher)'} failed (rc {result.returncode}, "
-                f"{stamped}/{size.points} points ran):\n{result.output_tail}")
+                f"{len(stamps)}/{size.points} points ran):\n{result.output_tail}")
             return None
-        return result.end - result.start
+        return result.end - result.start, min(stamps) - result.start
 
 
 def run(cfg: BenchConfig) -> list[Row]:
     size = Size.of(cfg)
-    case = f"{size.points} points x 1 proc sleeping {size.sleep_s:g} s"
-    log(f"sweep {case}")
-    named = launchers(size)
-    rows = {name: Row(NAME, case, name) for name in named}
+    wall, first = WALL.format(points=size.points, sleep=size.sleep_s), FIRST.format(points=size.points)
+    log(f"sweep {wall}")
+    named = launchers(size, cfg.sweep_launchers)
+    walls = {name: Row(NAME, wall, name) for name in named}
+    firsts = {name: Row(NAME, first, name) for name in named}
     for _ in range(size.reps):
         for name, extra in named.items():  # interleaved, so noise hits every launcher alike
-            rows[name].add(measure(extra, size))
-    return list(rows.values())
+            measured = measure(extra, size)
+            walls[name].add(measured and measured[0])
+            firsts[name].add(measured and measured[1])
+    return [*walls.values(), *firsts.values()]

@@ -28,14 +28,15 @@ from runner.config import argv as argv_mod
 from runner.config import gcpause, jobfile, staging
 from runner.config.argv import Invocation
 from runner.config.hydra_run import run_hydra
-from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus
-from runner.overrides import JOB_OVERRIDE_KEY
+from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus, JobFailed
+from runner.overrides import JOB_GROUP, JOB_OVERRIDE_KEY
 from runner.paths import RunPaths, SweepPaths
 
 if TYPE_CHECKING:
     from runner.config.sources import CompileContext, KeySources
     from runner.devices import HostInfo
     from runner.plan import JobPlan
+    from runner.state import RunResult
     from runner.sweep.points import PreparedPoint, SweepContext
 
 
@@ -53,6 +54,8 @@ def main(argv: list[str]) -> int:
                 session.clean_up()
     except staging.StartupStopped as stop:
         return ExitStatus.for_signal(stop.signum)
+    except JobFailed as failed:  # through Hydra (callbacks, a sweeper): the job said why already
+        return session.exit_status() or failed.exit_code
     if session.error is not None:
         raise session.error
     return session.exit_status()
@@ -67,21 +70,29 @@ class Session:
     unused_dirs: list[Path] = field(default_factory=list)
     error: ErunError | None = None
 
-    def run_point(self, cfg: Any) -> None:
-        """Hydra's task function (one job, or the basic launcher's points one after the other).
-        Errors wait until Hydra returns (it would log them first)."""
+    def run_point(self, cfg: Any) -> Any:
+        """Hydra's task function (one job, or the basic launcher's points one after the other):
+        the job's result, as any Hydra app's task returns its value, or JobFailed when the job
+        did not succeed (Hydra's JobReturn is then FAILED, for callbacks and sweepers). Config
+        errors wait until Hydra returns (it would log them first)."""
         gcpause.resume()  # start-up is over: the point may run for days
         if self.error is not None or any(code >= ExitStatus.SIGNAL_BASE for code in self.exit_codes):
-            return  # a multirun stops at its first bad point, or when a signal stopped a point
+            return None  # a multirun stops at its first bad point, or when a signal stopped a point
         try:
             if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:
                 self.exit_codes.append(self.submit_point(cfg))
-                return
+                return None
             prepared = self.prepare_point(cfg)
-            if not self.invocation.dry_run:
-                self.exit_codes.append(start(prepared, self.invocation.environ))
+            if self.invocation.dry_run:
+                return None
+            result = start(prepared, {**self.invocation.environ, **prepared.env_set})
         except ErunError as e:
             self.fail(e)
+            return None
+        self.exit_codes.append(result.exit_code)
+        if result.exit_code != ExitStatus.SUCCESS:
+            raise JobFailed(result.exit_code, result.run_dir or prepared.plan.run_dir)
+        return result.result
 
     def prepare_point(self, cfg: Any, host: HostInfo | None = None) -> PreparedPoint:
         """Compile the point Hydra's config is current for (against `host`, default this host):
@@ -98,7 +109,9 @@ class Session:
         plan = compile_job(cfg, self._context(hydra_cfg, host))
         if self.invocation.dry_run:
             self._dry_run(plan, hydra_cfg)
-        return PreparedPoint(plan, record_files(plan, cfg), tuple(task_overrides(hydra_cfg)))
+        files = record_files(plan, cfg, self.invocation.hydra_record)
+        env_set = {str(k): str(v) for k, v in hydra_cfg.job.env_set.items()}
+        return PreparedPoint(plan, files, tuple(task_overrides(hydra_cfg)), env_set)
 
     def submit_point(self, cfg: Any) -> int:
         """cluster=slurm...: the backend's request, printed (dry run) or submitted (runner.cluster)."""
@@ -118,7 +131,8 @@ class Session:
             print(json.dumps(request.to_dict(), indent=2) if as_json else request.describe(), flush=True)
             self._leave_no_trace()
             return 0
-        options = SubmitOptions(record_files(request.plan, cfg), self.invocation.wait)
+        options = SubmitOptions(record_files(request.plan, cfg, self.invocation.hydra_record),
+                                self.invocation.wait)
         return scheduler.schedule(request, options)
 
     def sweep_context(self) -> SweepContext:
@@ -147,9 +161,11 @@ class Session:
         choice = hydra_cfg.runtime.choices.get(JOB_OVERRIDE_KEY)
         return CompileContext(
             run_dir=run_dir, run_id=uuid.uuid4().hex[:12], cwd=str(hydra_cfg.runtime.cwd),
-            host=host or HostInfo.detect(os.environ), job_name=choice,
+            host=host or HostInfo.detect(os.environ),
+            job_name=str(hydra_cfg.job.name) if self.invocation.named_job else choice,
             config_file=str(RunPaths(Path(run_dir)).job_config),
             sources=key_sources(self.invocation.job(choice), hydra_cfg),
+            workdir=run_dir if hydra_cfg.job.chdir else None,  # Hydra's task would run there
         )
 
     def _dry_run(self, plan: JobPlan, hydra_cfg: Any) -> None:
@@ -195,7 +211,7 @@ def key_sources(job: jobfile.JobFile | None, hydra_cfg: Any) -> KeySources:
 
     from runner.config.sources import KeySources
 
-    groups = set(hydra_cfg.runtime.choices)
+    groups = {*hydra_cfg.runtime.choices, JOB_GROUP}  # +job=... as typed names a group
     overrides = OverridesParser.create().parse_overrides(task_overrides(hydra_cfg))
     cli = frozenset(o.key_or_group for o in overrides if o.key_or_group not in groups)
     if job is None:
@@ -203,7 +219,7 @@ def key_sources(job: jobfile.JobFile | None, hydra_cfg: Any) -> KeySources:
     return KeySources(job_file=str(job.path), job_keys=job.dotted_keys(), cli_keys=cli)
 
 
-def start(prepared: PreparedPoint, environ: dict[str, str]) -> int:
+def start(prepared: PreparedPoint, environ: dict[str, str]) -> RunResult:
     """Record the config (Hydra's .hydra/ files and the resolved job.yaml), then run the agent."""
     from runner.runtime.agent import Agent
 
@@ -212,13 +228,14 @@ def start(prepared: PreparedPoint, environ: dict[str, str]) -> int:
         raise ConfigError("hydra.run.dir", f"{plan.run_dir} already holds a run",
                           "choose a new directory, so the earlier run's record stays intact", COMMAND_LINE)
     prepared.write_files()
-    return int(Agent(plan, environ=environ).run().exit_code)
+    return Agent(plan, environ=environ).run()
 
 
-def record_files(plan: JobPlan, cfg: Any) -> dict[str, str]:
+def record_files(plan: JobPlan, cfg: Any, hydra_record: bool = True) -> dict[str, str]:
     """What the run directory gets before the agent starts, as text: Hydra's .hydra/ record
     (config, Hydra's settings, the command line's overrides; unless the user chose
-    hydra.output_subdir, then Hydra wrote its own) and the resolved job config (job.yaml).
+    hydra.output_subdir, `hydra_record` False: then Hydra wrote its own, or none for null) and
+    the resolved job config (job.yaml).
     Rendered while Hydra's config for the point is current (`${hydra:...}` resolves)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
@@ -228,7 +245,7 @@ def record_files(plan: JobPlan, cfg: Any) -> dict[str, str]:
     hydra_cfg: Any = HydraConfig.instance().cfg  # the whole {hydra: ...} node
     assert hydra_cfg is not None and plan.config_file is not None
     files = {plan.config_file: redacted_config(cfg, plan, resolve=True)}  # secrets: runner.config.redact
-    if hydra_cfg.hydra.output_subdir is None:
+    if hydra_record:
         folder = RunPaths(Path(plan.run_dir)).hydra_dir
         files[str(folder / "config.yaml")] = redacted_config(cfg, plan, resolve=False)
         files[str(folder / "hydra.yaml")] = scrub(OmegaConf.to_yaml(hydra_cfg), plan.secret_env())

@@ -49,6 +49,19 @@ class ConfigError(ErunError):
         return f"erun: error: {where}{what}{fix}"
 
 
+class JobFailed(ErunError):
+    """The job ran and did not succeed (its agent already said why). Hydra's task function
+    raises it, so the job's JobReturn is FAILED for callbacks and sweepers, as for any Hydra
+    app; erun then exits with the job's own status and prints nothing more."""
+
+    def __init__(self, exit_code: int, run_dir: str = "") -> None:
+        super().__init__(exit_code, run_dir)  # plain args: it crosses processes (joblib) pickled
+        self.exit_code, self.run_dir = exit_code, run_dir
+
+    def __str__(self) -> str:
+        return f"erun: the job in {self.run_dir} ended with exit status {self.exit_code}"
+
+
 class LaunchError(ErunError):
     """The agent could not start a worker (executable missing, cwd gone, permission denied)."""
 

@@ -137,3 +137,26 @@ def test_a_failed_suite_never_saves_results_md(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(bench_main.common, "BENCH_DIR", tmp_path)
     status, _ = run_main(lambda cfg: [row("fake", "erun", 0, 1)], tmp_path / "out", monkeypatch, "--save")
     assert status == 1 and not saved.exists()
+
+
+def test_the_sweep_targets_joblib_by_a_factor_and_basics_first_point_by_a_margin() -> None:
+    from bench.sweep import FIRST, WALL
+    from bench.targets import verdicts
+
+    wall, first = WALL.format(points=8, sleep=2.0), FIRST.format(points=8)
+
+    def row(case: str, launcher: str, value: float) -> Row:
+        r = Row("sweep", case, launcher)
+        r.add(value)
+        return r
+
+    def results(erun_wall: float, erun_first: float) -> dict[str, str]:
+        rows = [row(wall, "erun -m", erun_wall), row(wall, "hydra joblib", 10.0),
+                row(wall, "hydra basic", 17.0), row(first, "erun -m", erun_first),
+                row(first, "hydra basic", 1.0), row(first, "hydra joblib", 3.0)]
+        return {v.target.name: v.result for v in verdicts(rows) if v.target.metric == "sweep"}
+
+    assert results(7.5, 1.45) == {"sweep 1.3x faster than joblib": "PASS",
+                                  "sweep: first point within 0.5 s of basic": "PASS"}
+    assert results(8.0, 1.55) == {"sweep 1.3x faster than joblib": "MISS",
+                                  "sweep: first point within 0.5 s of basic": "MISS"}

@@ -100,7 +100,7 @@ class ErunLauncher(Launcher):
         try:
             settings = LaunchSettings(self.slots, self.pack, self.fail_fast, self.resume)
             sweep = Sweep(settings, self.config, self.hydra_context, self.session, sweep_dir, made,
-                          self.history)
+                          self.history, self.task_function)
             return sweep.launch(job_overrides, initial_job_idx)
         except SweepStopped:
             raise  # through the sweeper: no further batch starts

@@ -1,13 +1,13 @@
-"""erun's own command line, shaped for Hydra: `erun +job=train.yaml nproc=8 --dry-run` becomes
-the `Invocation` Hydra runs.
-
-erun adds flags of its own (`--dry-run[=json]`, `--resume[=SWEEP_DIR]`), accepts `params.x=1`
-without Hydra's `+`, finds each `+job=...` file (`runner.config.jobfile`) and stages it where
-Hydra loads it, rewriting the override to `job@_global_=NAME` (job files hold top-level keys, so
-their package is _global_). Hydra's main config folder is a per-invocation staging folder:
-erun's conf/config.yaml, links to erun's preset groups (conf/restart, conf/rdzv, ...) and the
-job file(s) as job/NAME.yaml; your ./conf (your own presets, in new files) comes next on the
-search path. Every mistake is a one-line `ConfigError` (exit 2).
+"""erun's own command line, shaped for Hydra: `erun +job=train.yaml nproc=8 --dry-run` becomes the
+`Invocation` Hydra runs. erun adds flags of its own (`--dry-run[=json]`, `--resume[=SWEEP_DIR]`),
+accepts `params.x=1` without Hydra's `+`, finds each `+job=...` file (`runner.config.jobfile`) and
+stages it where Hydra loads it. The overrides go to Hydra as typed; erun's config loader composes
+`+job=NAME` as `job@_global_=NAME` (job files hold top-level keys, so their package is _global_) and
+`params.x=1` as `++params.x=1` (`runner.overrides.Spelling`), and records them as typed. Hydra's
+main config folder is a per-invocation staging folder: erun's conf/config.yaml, links to erun's
+preset groups (conf/restart, conf/rdzv, ...) and the job file(s) as job/NAME.yaml; your ./conf (your
+own presets, in new files) comes next on the search path. Every mistake is a one-line `ConfigError`
+(exit 2).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from runner.config import jobfile
+from runner.config import completion, jobfile
+from runner.config.completion import CONFIG_DIR_FLAGS
 from runner.config.keys import did_you_mean, schema_keys
 from runner.errors import COMMAND_LINE, ConfigError
-from runner.overrides import JOB_OVERRIDE_KEY, JOB_SPELLINGS
+from runner.overrides import JOB_SPELLINGS, Spelling, override_key
 from runner.words import display_path
 
 RESUME_FLAG = "--resume"
@@ -34,6 +35,8 @@ CONFIG_NAME = "config"
 # The preset groups: a preset picked on the command line (restart=never) wins over the job
 # file's keys of its group, which are then set aside (the job file's defaults list is Hydra's).
 PRESET_GROUPS = ("restart", "rdzv")
+HYDRA_JOB_NAME = "hydra.job.name"
+PRIMARY_CONFIG_FLAGS = ("-cn", "--config-name", "-cp", "--config-path")  # erun's primary config is its own
 FLAG_CUTOFF = 0.75  # how close an unknown --flag must be to a known one to be called a typo of it
 
 
@@ -50,6 +53,14 @@ class Invocation:
     wait: bool = False  # --wait
     # The environment erun was started with (Hydra's HYDRA_FULL_ERROR is not the workers' business).
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # erun writes the run's .hydra/ record itself (once the run is sure to start): True unless
+    # the user chose hydra.output_subdir (null: no .hydra/ at all, as with Hydra).
+    hydra_record: bool = True
+    # The user named Hydra's job (hydra.job.name on the command line or in a job file's hydra:
+    # node): that name names the run, as it names the run directory.
+    named_job: bool = False
+    # How the overrides, given to Hydra as typed, are composed (runner.config.typed_loader).
+    spelling: Spelling = field(default_factory=Spelling)
 
     def job(self, choice: str | None) -> jobfile.JobFile | None:
         return next((j for j in self.jobs if j.choice == choice), None)
@@ -62,17 +73,29 @@ def shape(argv: list[str], cwd: Path, staging: Path) -> Invocation:
     wait, args = WAIT_FLAG in args, [a for a in args if a != WAIT_FLAG]
     resume, args = split_resume(args)
     flags, args = split_flags(args)
+    refuse_primary_config_flags(flags)
     args = resume_overrides(resume, args, flags)
-    args = [open_mapping_override(a) for a in args]
-    args, jobs = stage_jobs(args, cwd, staging)
+    config_dirs = flag_values(flags, CONFIG_DIR_FLAGS)
+    args, jobs, typed_jobs = stage_jobs(args, cwd, staging, config_dirs)
+    if completion.is_query(flags, args):
+        typed_jobs.update(completion.prepare(staging, cwd, config_dirs, os.environ))
+    spelling = Spelling(typed_jobs, tuple(k for k, is_open in schema_keys().items() if is_open))
     jobs, set_aside = set_aside_preset_keys(args, jobs, staging)
-    if not any(a.startswith("hydra.output_subdir=") for a in args):
+    hydra_record = not user_sets("hydra.output_subdir", args, jobs)
+    if hydra_record:
         # erun writes .hydra/ itself once the run is sure to start: a refused or dry run
         # leaves nothing, and never overwrites an earlier run's record.
         args.insert(0, "hydra.output_subdir=null")
     # argparse wants the overrides in one block: erun's and the user's, then the flags.
     hydra_args = search_path_overrides(args, cwd) + args + flags
-    return Invocation(hydra_args, jobs, cwd, dry_run, wait=wait, notes=first_word + set_aside)
+    return Invocation(hydra_args, jobs, cwd, dry_run, wait=wait, notes=first_word + set_aside,
+                      hydra_record=hydra_record, named_job=user_sets(HYDRA_JOB_NAME, args, jobs),
+                      spelling=spelling)
+
+
+def user_sets(key: str, args: list[str], jobs: list[jobfile.JobFile]) -> bool:
+    """Whether the command line (an override of `key`, any +/++ spelling) or a job file sets `key`."""
+    return any("=" in a and override_key(a) == key for a in args) or any(key in j.dotted_keys() for j in jobs)
 
 
 def job_as_first_word(argv: list[str], cwd: Path) -> tuple[list[str], tuple[str, ...]]:
@@ -177,33 +200,46 @@ def flag_hint(arg: str, following: str, flags: list[str]) -> str:
     return f"the job's own values go under params: {own} (your script gets {name}=...)"
 
 
-def open_mapping_override(arg: str) -> str:
-    """`params.lr=1e-3` adds the key when the job file lacks it (Hydra alone wants `+params.lr`)."""
-    key = arg.split("=", 1)[0]
-    if "=" not in arg or key.startswith(("+", "~", "-")):
-        return arg
-    opened = [k for k, is_open in schema_keys().items() if is_open and key.startswith(k + ".")]
-    return f"++{arg}" if opened else arg
+def flag_values(flags: list[str], names: tuple[str, ...]) -> list[Path]:
+    """The values of the flags `names` in `flags` (`-cd DIR`, `--config-dir=DIR`), in order."""
+    values = []
+    for i, flag in enumerate(flags):
+        name, eq, value = flag.partition("=")
+        if name in names:
+            values.append(Path(value) if eq else Path(flags[i + 1]) if i + 1 < len(flags) else None)
+    return [v for v in values if v is not None]
 
 
-def stage_jobs(args: list[str], cwd: Path, staging: Path) -> tuple[list[str], list[jobfile.JobFile]]:
-    """Resolve each `+job=` value, stage its file, and rewrite the override to `job@_global_=NAME`."""
+def refuse_primary_config_flags(flags: list[str]) -> None:
+    """`-cn`/`-cp` would replace erun's primary config (the job keys, presets, launcher): one line."""
+    given = [f for f in flags if f.partition("=")[0] in PRIMARY_CONFIG_FLAGS]
+    if given:
+        raise ConfigError(None, f"{given[0].partition('=')[0]} would replace erun's own primary config",
+                          "give your config as a job file (+job=FILE), and your presets in ./conf or "
+                          "-cd DIR", COMMAND_LINE)
+
+
+def stage_jobs(args: list[str], cwd: Path, staging: Path, config_dirs: list[Path] | None = None,
+               ) -> tuple[list[str], list[jobfile.JobFile], dict[str, str]]:
+    """Resolve each `+job=` value and stage its file; each typed value's Hydra choice (the
+    override stays as typed: Hydra composes it as `job@_global_=NAME`, runner.overrides.Spelling)."""
     out: list[str] = []
     jobs: list[jobfile.JobFile] = []
+    typed: dict[str, str] = {}
     for arg in args:
+        out.append(arg)
         spelling = next((s for s in JOB_SPELLINGS if arg.startswith(s)), None)
         if spelling is None:
-            out.append(arg)
             continue
-        found = [jobfile.load(jobfile.find(v, cwd)) for v in arg[len(spelling):].split(",")]
-        jobs += found
-        out.append(f"{JOB_OVERRIDE_KEY}={','.join(j.choice for j in found)}")
+        for value in arg[len(spelling):].split(","):
+            jobs.append(jobfile.load(jobfile.find(value, cwd, config_dirs or ())))
+            typed[value] = jobs[-1].choice
     jobfile.stage(jobs, staging)
     stage_erun_config(staging)
     name = job_name(out, jobs)
-    if name and not any(a.startswith("hydra.job.name=") for a in out):
-        out.insert(0, f"hydra.job.name='{name}'")  # quoted: a job named null, true or 1e-3 stays a name
-    return out, jobs
+    if name and not user_sets(HYDRA_JOB_NAME, out, jobs):  # the user's hydra.job.name wins, as in Hydra
+        out.insert(0, f"{HYDRA_JOB_NAME}='{name}'")  # quoted: a job named null, true or 1e-3 stays a name
+    return out, jobs, typed
 
 
 def job_name(args: list[str], jobs: list[jobfile.JobFile]) -> str:

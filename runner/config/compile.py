@@ -356,7 +356,7 @@ def _format_fields(prefix: str) -> set[str]:
 
 def _workdir(value: Any, ctx: CompileContext) -> str | None:
     if value in (None, ""):
-        return ctx.cwd
+        return ctx.workdir or ctx.cwd
     base = ctx.sources.base_dirs("cwd", ctx.cwd)[0]
     path = Path(base, str(value)).resolve()
     if not path.is_dir():

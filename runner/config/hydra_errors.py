@@ -48,6 +48,10 @@ def translate(error: BaseException, invocation: HasJobs) -> ConfigError:
         return ConfigError(group, "is a preset group, already in the defaults", fix, source)
     cause = error if isinstance(error, OmegaConfBaseException) else (error.__cause__ or error.__context__)
     key = getattr(cause, "full_key", None) or _full_key(message)
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key and key.startswith("hydra."):
+        # Hydra's own node (hydra.job.env_set.NAME=...): a new key is added with +, as in Hydra.
+        return ConfigError(key, "is not in Hydra's config",
+                           f"add it with +{key}=... (or check its spelling)", source)
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key:
         return ConfigError(key, "is not a job key", suggest_key(key), source)
     if isinstance(cause, ValidationError) and key:

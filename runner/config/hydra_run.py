@@ -52,11 +52,12 @@ def run_hydra(config_dir: Path, invocation: Invocation, task: Task) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from runner.config.schema import register_configs
+    from runner.config.typed_loader import installed
 
     register_configs()
     entry = hydra.main(version_base=VERSION_BASE, config_path=str(config_dir), config_name=CONFIG_NAME)(task)
     args = invocation.hydra_args
-    with _hydra_process_state(args):
+    with _hydra_process_state(args), installed(invocation.spelling):
         try:
             if not (takes(args) and run_once(config_dir, CONFIG_NAME, args, task)):
                 gcpause.resume()  # Hydra's own path: -m, --help, ..., or what run_once leaves to it
@@ -227,8 +228,14 @@ def _call(task: Task, task_cfg: DictConfig) -> Exception | None:
 
 
 def _raise_as_hydra_does(error: Exception, cfg: DictConfig) -> None:
-    """The line Hydra writes before it raises a task's exception again."""
+    """The line Hydra writes before it raises a task's exception again (not for a job that
+    failed: its agent said why)."""
     from omegaconf import OmegaConf
+
+    from runner.errors import JobFailed
+
+    if isinstance(error, JobFailed):
+        raise error
 
     overrides = OmegaConf.to_container(cfg.hydra.overrides.task)
     sys.stderr.write(f"Error executing job with overrides: {overrides}" + os.linesep)

@@ -3,8 +3,9 @@
 `+job=train.yaml`, `+job=train` and `+job=path/to/any.yaml` are looked up, in order:
 
 1. as a path (relative to the working directory, or absolute), with or without the suffix;
-2. in ./conf/job/ (your project's jobs);
-3. among the jobs shipped with erun (conf/job/, installed or in the checkout: `runner.config.confdir`).
+2. in each config dir given with `-cd DIR` (Hydra's --config-dir): DIR/job/, then DIR/;
+3. in ./conf/job/ (your project's jobs);
+4. among the jobs shipped with erun (conf/job/, installed or in the checkout: `runner.config.confdir`).
 
 The file found is checked against the schema (unknown keys are reported with the file's name
 and a "did you mean"), then linked as `job/NAME.yaml` into a per-invocation config folder that
@@ -14,7 +15,7 @@ example by mistake. Hydra's choice is recorded as NAME, without the suffix.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,23 +53,28 @@ def _dotted(data: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
             yield from _dotted(value, f"{name}.")
 
 
-def job_dirs(cwd: Path) -> list[Path]:
-    """Where job names are looked up after the path itself: ./conf/job, then the shipped jobs."""
-    return [cwd / "conf" / JOB_GROUP, SHIPPED_CONF / JOB_GROUP]
+def job_dirs(cwd: Path, config_dirs: Sequence[Path] = ()) -> list[Path]:
+    """Where job names are looked up after the path itself: each `-cd DIR` given (DIR/job, then
+    DIR), ./conf/job, then the shipped jobs."""
+    given = [d for c in config_dirs for d in (cwd / c / JOB_GROUP, cwd / c)]
+    return [*given, cwd / "conf" / JOB_GROUP, SHIPPED_CONF / JOB_GROUP]
 
 
-def find(value: str, cwd: Path) -> Path:
+def find(value: str, cwd: Path, config_dirs: Sequence[Path] = ()) -> Path:
     """The job file `value` names (see the module docstring for the order)."""
     names = [value] if value.endswith(SUFFIXES) else [value + s for s in SUFFIXES]
-    for base in [cwd, *job_dirs(cwd)]:
+    bases = [cwd, *job_dirs(cwd, config_dirs)]
+    for base in bases:
         for name in names:
             path = base / name
             if path.is_file():
                 return path.resolve()
-    known = sorted({p.stem for d in [cwd, *job_dirs(cwd)] for p in _yaml_files(d)})
+    known = sorted({p.stem for d in bases for p in _yaml_files(d)})
     hint = did_you_mean(Path(value).stem, known)
+    given = "".join(f"{display_path(d)}, " for d in config_dirs)
+    looked = f"., {given}./conf/job and erun's shipped jobs"
     raise ConfigError(
-        "job", f"{value} was not found (looked in ., ./conf/job and erun's shipped jobs)",
+        "job", f"{value} was not found (looked in {looked})",
         hint or "give the path of a job file, e.g. +job=path/to/train.yaml",
     )
 

@@ -49,3 +49,6 @@ class CompileContext:
     job_name: str | None = None  # the job file's name (Hydra's choice for `job`)
     config_file: str | None = None  # the resolved config the workers read (ERUN_CONFIG)
     sources: KeySources = field(default_factory=KeySources)
+    # Where the workers run when the job sets no `cwd` (None: `cwd`, where erun was started;
+    # the run directory with Hydra's hydra.job.chdir=true).
+    workdir: str | None = None

@@ -41,7 +41,8 @@ class AgentWork:
 
     def environ(self) -> dict[str, str]:
         # plan.json has the secrets redacted; `erun run-plan` takes them from its environment.
-        return self.plan.secret_env()
+        # Hydra's hydra.job.env_set reaches the agent, so its workers, as Hydra's task would see it.
+        return {**self.prepared.env_set, **self.plan.secret_env()}
 
     def open_log(self) -> BinaryIO:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC

@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra._internal.callbacks import Callbacks
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus, run_job
-from hydra.types import HydraContext
+from hydra.core.utils import JobReturn, JobStatus, env_override, run_job
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.devices import HostInfo
@@ -59,8 +61,12 @@ class Sweep:
 
     def __init__(self, settings: LaunchSettings, config: DictConfig, hydra_context: HydraContext,
                  session: SweepSession, sweep_dir: Path, made: list[Path],
-                 history: list[PointResult] | None = None) -> None:
+                 history: list[PointResult] | None = None, task_function: TaskFunction | None = None) -> None:
         self.config, self.hydra_context = config, hydra_context
+        # Hydra's run_job composes each point with no callbacks: on_job_start and on_job_end
+        # fire when the point's agent really starts and ends (`JobCallbacks`).
+        self.quiet = HydraContext(config_loader=hydra_context.config_loader, callbacks=Callbacks())
+        self.jobs = JobCallbacks(hydra_context.callbacks, task_function)
         self.settings, self.session, self.sweep_dir, self.made = settings, session, sweep_dir, made
         self.history = [] if history is None else history  # earlier batches' points (a sweeper's)
         self.context = session.sweep_context()
@@ -93,10 +99,7 @@ class Sweep:
         if signum is not None:
             raise SweepStopped(signum)
         for ret, result in zip(returns, results, strict=True):
-            if result.state.ok:
-                ret.status, ret.return_value = JobStatus.COMPLETED, result.result
-            else:
-                ret.status, ret.return_value = JobStatus.FAILED, point_failed(result, self.context.cwd)
+            job_return(ret, result, self.context.cwd)
         return returns
 
     def prepare(self, index: int, overrides: Sequence[str], label: str) -> tuple[SweepPoint, JobReturn]:
@@ -106,7 +109,7 @@ class Sweep:
             config.hydra.job.id = config.hydra.job.num = index
         self.choose_dir(config)
         host = self.pool.host()
-        ret = run_job(hydra_context=self.hydra_context, config=config,
+        ret = run_job(hydra_context=self.quiet, config=config,
                       task_function=lambda cfg: self.session.prepare_point(cfg, host),
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         assert ret.hydra_cfg is not None
@@ -114,6 +117,7 @@ class Sweep:
         outcome = ret._return_value  # the public getter prints Hydra's own error report first
         if ret.status is JobStatus.FAILED:
             raise outcome
+        self.jobs.add(index, config, ret)
         return SweepPoint(index, tuple(overrides), label, work=AgentWork(outcome)), ret
 
     def choose_dir(self, config: DictConfig) -> None:
@@ -143,8 +147,10 @@ class Sweep:
     def run(self, points: list[SweepPoint]) -> tuple[list[PointResult], int, int | None]:
         print(f"erun: sweep of {len(points)} point(s) on {self.pool.describe()}: "
               f"{display_path(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
-        results, signum = SweepRun(points, self.pool, self.context.environ, self.context.cwd,
-                                   self.settings.fail_fast).run()
+        cwd = self.context.cwd
+        results, signum = SweepRun(points, self.pool, self.context.environ, cwd, self.settings.fail_fast,
+                                   on_start=self.jobs.started,
+                                   on_end=lambda result: self.jobs.ended(result, cwd)).run()
         status = exit_status(results, signum)
         self.history.extend(results)
         summary = SweepSummary(self.sweep_dir, self.pool.describe(), list(self.history),
@@ -154,6 +160,57 @@ class Sweep:
         print(f"{summary.headline()}\n{summary.table(self.context.cwd)}", file=sys.stderr, flush=True)
         self.session.finish(status)
         return results, status, signum
+
+
+def job_return(ret: JobReturn, result: PointResult, cwd: Path) -> None:
+    """The point's JobReturn, as it ended: COMPLETED with the job's result, or FAILED."""
+    if result.state.ok:
+        ret.status, ret.return_value = JobStatus.COMPLETED, result.result
+    else:
+        ret.status, ret.return_value = JobStatus.FAILED, point_failed(result, cwd)
+
+
+class JobCallbacks:
+    """Hydra's `on_job_start` and `on_job_end` (hydra.callbacks) for erun's points, fired when a
+    point's agent starts and when it has ended, with the point's config current (HydraConfig,
+    hydra.job.env_set, the run dir as working directory with hydra.job.chdir), as Hydra's
+    run_job does around a task; on_job_end gets the point's real JobReturn."""
+
+    def __init__(self, callbacks: Callbacks, task_function: TaskFunction | None) -> None:
+        self.callbacks, self.task_function = callbacks, task_function
+        self.points: dict[int, tuple[DictConfig, JobReturn]] = {}
+
+    def add(self, index: int, config: DictConfig, ret: JobReturn) -> None:
+        if self.callbacks.callbacks:
+            self.points[index] = (config, ret)
+
+    def started(self, result: PointResult) -> None:
+        if result.point.index in self.points:
+            config, _ = self.points[result.point.index]
+            with point_current(config):
+                self.callbacks.on_job_start(config=config, task_function=self.task_function)  # type: ignore[arg-type]
+
+    def ended(self, result: PointResult, cwd: Path) -> None:
+        if result.point.index in self.points:
+            config, ret = self.points[result.point.index]
+            job_return(ret, result, cwd)
+            with point_current(config):
+                self.callbacks.on_job_end(config=config, job_return=ret)
+
+
+@contextmanager
+def point_current(config: DictConfig) -> Iterator[None]:
+    """The point's HydraConfig, env_set and (hydra.job.chdir) working directory, for a while."""
+    saved, old_cwd = HydraConfig.instance().cfg, os.getcwd()
+    HydraConfig.instance().set_config(config)
+    try:
+        with env_override(config.hydra.job.env_set):
+            if config.hydra.job.chdir:
+                os.chdir(config.hydra.runtime.output_dir)
+            yield
+    finally:
+        os.chdir(old_cwd)
+        HydraConfig.instance().cfg = saved  # type: ignore[assignment]
 
 
 def point_dir(config: DictConfig) -> tuple[Path, str]:

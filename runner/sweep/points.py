@@ -15,7 +15,7 @@ import enum
 import json
 import signal
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -55,6 +55,7 @@ class PreparedPoint:
     plan: JobPlan
     files: Mapping[str, str]
     overrides: tuple[str, ...]
+    env_set: Mapping[str, str] = field(default_factory=dict)  # Hydra's hydra.job.env_set: the agent's env
 
     def write_files(self) -> None:
         """Written whole, never through a link; ConfigError when the disk refuses (runner.record.writer)."""

@@ -28,7 +28,7 @@ import selectors
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -40,6 +40,7 @@ from runner.sweep.points import PointResult, PointState, SweepPoint, outcome_of
 from runner.sweep.slots import SlotKind, SlotPool, first_fit
 from runner.words import display_path
 
+PointHook = Callable[[PointResult], None]
 # After the longest stop grace of the running points: how long agents get to finish stopping.
 STOP_MARGIN_S = 5.0
 READ_SIZE = 65536
@@ -77,8 +78,10 @@ class SweepRun:
     signal that stopped the sweep (None when it ran to its end)."""
 
     def __init__(self, points: Sequence[SweepPoint], pool: SlotPool, environ: Mapping[str, str],
-                 cwd: Path, fail_fast: bool = False, streams: Streams | None = None) -> None:
+                 cwd: Path, fail_fast: bool = False, streams: Streams | None = None,
+                 on_start: PointHook | None = None, on_end: PointHook | None = None) -> None:
         self.pool = pool
+        self.on_start, self.on_end = on_start, on_end  # told when a point's process starts, ends
         self.environ = dict(environ)
         self.cwd = cwd
         self.fail_fast = fail_fast
@@ -157,6 +160,8 @@ class SweepRun:
         self._selector.register(process.stderr_fd, selectors.EVENT_READ, ("err", running))
         self.streams.note(f"point {result.point.index} {result.point.label} started on "
                           f"{self.pool.describe(slots)}: {display_path(work.run_dir, self.cwd)}")
+        if self.on_start is not None:
+            self.on_start(result)
 
     def _not_started(self, result: PointResult, error: Exception) -> None:
         """PENDING -> FAILED: its record or its agent could not even be started."""
@@ -280,6 +285,8 @@ class SweepRun:
         outcome_of(result)
         self.streams.note(f"point {result.point.index} {result.point.label} {result.state.value} "
                           f"in {result.duration or 0:.1f} s (exit {code})")
+        if self.on_end is not None:
+            self.on_end(result)
         if not result.state.ok:
             self._failed()
 

@@ -23,7 +23,7 @@ from erun_cli import write_recorder_job
 
 # Runs runner.cli.main with the agent stubbed; prints one JSON line last on stdout.
 PROBE = '''\
-import json, sys
+import json, sys, types
 import runner.app as app, runner.config.hydra_run as hydra_run
 if sys.argv[1] == "hydra":
     hydra_run.takes = lambda args: False
@@ -38,7 +38,7 @@ def start(prepared, environ):
     if "ERUN_PROBE_RAISE" in environ:
         raise RuntimeError("a bug in erun")
     started.update(files=dict(prepared.files), plan=json.loads(prepared.plan.to_json()))
-    return 0
+    return types.SimpleNamespace(exit_code=0, run_dir=prepared.plan.run_dir, result=None)  # a RunResult's
 app.start = start
 from runner.cli import main
 rc = main(sys.argv[2:])
@@ -193,4 +193,4 @@ def test_an_unexpected_error_in_the_job_gets_hydras_line_and_traceback(job_dir: 
     for outcome in outcomes:
         lines = outcome["stderr"].strip().splitlines()
         assert outcome["exit"] == 1 and lines[-1] == "RuntimeError: a bug in erun", outcome["stderr"]
-        assert lines[0] == "Error executing job with overrides: ['job@_global_=train']"
+        assert lines[0] == "Error executing job with overrides: ['+job=train.yaml']"  # as typed

@@ -65,7 +65,7 @@ def test_optuna_optimises_what_the_workers_report_and_failed_trials_fail(tmp_pat
                  "hydra.launcher.slots=2"], tmp_path)
     assert done.returncode == 1, done.stderr  # a trial failed (the sweep still ran to its end)
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
-    assert best["best_value"] == 0.0 and list(best["best_params"].values()) == [1]
+    assert best["best_value"] == 0.0 and best["best_params"] == {"params.x": 1}  # as typed, not ++params.x
     assert "Failed experiment: erun: point" in done.stdout + done.stderr  # Optuna marked x=3 failed
     rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["points"]
     assert [r["point"] for r in rows] == [0, 1, 2, 3, 4, 5]  # every batch
