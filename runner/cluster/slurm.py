@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runner.cluster.api import SubmitOptions
+from runner.cluster.jobview import write_job
 from runner.config.compile import compile_job
 from runner.config.sources import CompileContext
 from runner.errors import ConfigError, ErunError
@@ -187,6 +188,7 @@ class Slurm:
         except ErunError:
             remove_files(written, paths.run_dir)
             raise
+        write_job(paths.slurm_job, job_id)  # erun status/report ask Slurm about it (runner.cluster.jobview)
         print(f"erun: submitted Slurm job {job_id}; run directory {display_path(paths.run_dir)}", flush=True)
         if not options.wait:
             return 0

@@ -9,11 +9,13 @@ while its agent's pid (or every rank) is gone means the agent died without writi
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.record import read as runlog
 from runner.record.model import Outcome, RankSpan, RunRecord
+from runner.report.cluster import cluster_facts, rank_host, rank_run_dir
 from runner.report.liveness import agent_gone, pid_alive
 from runner.report.runs import newest_run_dir
 from runner.report.text import INDENT, ArgParser, describe_event, fact
@@ -55,8 +57,10 @@ def rank_statuses(record: RunRecord) -> list[RankStatus]:
     attempt = record.current
     if attempt is None:
         return []
-    return [RankStatus(s, pid_alive(s.pid, s.start) if s.outcome is Outcome.RUNNING else None,
-                       runlog.last_output(record.run_dir, attempt.attempt, s.rank))
+    here, number = socket.gethostname(), attempt.attempt
+    return [RankStatus(s, pid_alive(s.pid, s.start) if s.outcome is Outcome.RUNNING
+                       and rank_host(record, s.rank) in (None, here) else None,  # another node's: unknown
+                       runlog.last_output(rank_run_dir(record, number, s.rank), number, s.rank))
             for s in attempt.ranks]
 
 
@@ -79,7 +83,8 @@ def _header(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
         state += f", attempt {attempt.attempt} ({plural(record.restarts, 'restart')}), group {attempt.state}"
     started = date_clock(record.start) if record.start else "-"
     lines = [fact("run dir:", record.run_dir), fact("state:", state),
-             fact("started:", f"{started}, elapsed {duration(record.elapsed)}")]
+             fact("started:", f"{started}, elapsed {duration(record.elapsed)}"),
+             *(fact(label, value) for label, value in cluster_facts(record))]
     warning = _agent_warning(record, ranks)
     return lines + ([fact("warning:", warning)] if warning else [])
 
