@@ -160,7 +160,7 @@ class SweepPaths:
         sweep_dir/sweep.md           the same as a Markdown table
       A sweep submitted to Slurm (runner.sweep.slurm) has, besides its points' folders:
         sweep_dir/slurm.json         every point's Slurm job id (array tasks: JOB_TASK)
-        sweep_dir/slurm.sbatch       the job array's batch script (points that share resources)
+        sweep_dir/slurm_array_K.sbatch  a job array's batch script (points that share resources)
         sweep_dir/slurm-J_T.out      an array task's batch output before it reaches its point
     """
 
@@ -182,9 +182,12 @@ class SweepPaths:
     def slurm_jobs(self) -> Path:
         return self.sweep_dir / "slurm.json"
 
-    @property
-    def batch_script(self) -> Path:
-        return self.sweep_dir / "slurm.sbatch"
+    def array_script(self) -> Path:
+        """A new job array's batch script: the first free slurm_array_K.sbatch (K = 0, 1, ...)."""
+        k = 0
+        while (self.sweep_dir / f"slurm_array_{k}.sbatch").exists():
+            k += 1
+        return self.sweep_dir / f"slurm_array_{k}.sbatch"
 
     @staticmethod
     def retry(natural: Path, k: int) -> Path:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.record import read as runlog
-from runner.record.model import Outcome, RankSpan, RunRecord
+from runner.record.model import Outcome, RankSpan, RunRecord, SweepRecord
+from runner.report import sweep_status
 from runner.report.cluster import cluster_facts, rank_host, rank_run_dir
 from runner.report.liveness import agent_gone, pid_alive
 from runner.report.runs import newest_run_dir
@@ -43,11 +44,15 @@ def main(args: Sequence[str]) -> int:
     parser = ArgParser(prog="erun status", description="Show the state of a run, started here or "
                        "elsewhere: current attempt, ranks (pid, alive?), last events, elapsed time.")
     parser.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
-                        help="the job's run directory (default: the newest run, see erun runs)")
+                        help="the job's run directory, or a sweep directory: every point's state, result "
+                        "and Slurm job (default: the newest run, see erun runs)")
     parser.add_argument("-n", "--events", type=int, default=LAST_EVENTS, metavar="N",
                         help=f"how many of the last events to show (default {LAST_EVENTS})")
     options = parser.parse_args(list(args))
-    record = runlog.load_run_dir(options.run_dir or newest_run_dir())
+    record = runlog.load(options.run_dir or newest_run_dir())
+    if isinstance(record, SweepRecord):
+        print(sweep_status.render(record), flush=True)
+        return 0
     print(render(record, rank_statuses(record), options.events), flush=True)
     return 0
 

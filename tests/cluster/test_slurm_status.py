@@ -25,7 +25,8 @@ def job(folder: Path, extra: str = "") -> None:
 def test_status_and_report_show_both_nodes_on_one_timeline_with_slurms_view(
         tmp_path: Path, cluster_env: dict[str, str]) -> None:
     job(tmp_path)
-    done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm", "--wait"], tmp_path, cluster_env, JOB_TIMEOUT_S)
+    done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm", "--wait"], tmp_path, cluster_env,
+                JOB_TIMEOUT_S)
     assert done.returncode == 0, done.stdout + done.stderr
     run_dir = tmp_path / run_dir_of(done.stdout)
     job_id = json.loads((run_dir / "slurm.json").read_text())["job_id"]
