@@ -32,6 +32,7 @@ from omegaconf import open_dict
 
 from runner.cluster import array, jobview, registry
 from runner.cluster.slurm import SbatchRequest, check_partition_size, remove_files, submit, write_files
+from runner.cluster.startable import check_can_start
 from runner.errors import COMMAND_LINE, ConfigError, ErunError
 from runner.paths import RunPaths, SweepPaths
 from runner.record.read import read_json
@@ -143,6 +144,7 @@ class SlurmSweep(Sweep):
                     written.append((write_files(request, points[0].files), points[0].run_dir))
                     points[0].job_id = submit(request)
                     submitted.append(points[0].job_id)
+                    check_can_start(points[0].job_id, request.slurm.partition)
                     continue
                 script = array.array_script([requests[i] for i in group], self.sweep_dir)
                 for i, point in zip(group, points, strict=True):
@@ -150,6 +152,7 @@ class SlurmSweep(Sweep):
                     written.append((write_files(request, point.files), point.run_dir))
                 job_id = array.submit_array(script, self.sweep_dir)
                 submitted.append(job_id)
+                check_can_start(job_id, requests[group[0]].slurm.partition)
                 for task, point in enumerate(points):
                     point.job_id = f"{job_id}_{task}"
         except ErunError:
