@@ -52,6 +52,8 @@ class BenchConfig:
     scale_reps: int
     scale_timeout_s: float
     scale_launchers: tuple[str, ...]
+    slurm_reps: int  # a 2-node job on the loopback Slurm cluster (bench/slurm.py), per launcher
+    slurm_timeout_s: float
 
 
 ALL = ("erun", "erun-hydra", "torchrun", "floor")
@@ -73,6 +75,7 @@ FULL = BenchConfig(
     multinode_timeout_s=90.0, multinode_launchers=NODES,
     sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0,
     scale_agents=(2, 4, 8), scale_reps=3, scale_timeout_s=120.0, scale_launchers=SCALE,
+    slurm_reps=5, slurm_timeout_s=90.0,
 )
 
 # About 3 minutes on 2 busy cores: every metric, erun and torchrun side by side in each, one
@@ -93,6 +96,9 @@ QUICK = BenchConfig(
     multinode_timeout_s=75.0, multinode_launchers=NODES,
     sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0,
     scale_agents=(2, 4), scale_reps=1, scale_timeout_s=90.0, scale_launchers=("erun", "torchrun"),
+    # A 2-node Slurm job costs 20-60 s a launcher on 2 busy cores: not in --quick
+    # (tests/test_bench.py's Slurm smoke test runs one erun job on the test cluster instead).
+    slurm_reps=0, slurm_timeout_s=90.0,
 )
 
 SMOKE = BenchConfig(
@@ -106,6 +112,7 @@ SMOKE = BenchConfig(
     multinode_timeout_s=60.0, multinode_launchers=("erun",),
     sweep_points=2, sweep_sleep_s=0.2, sweep_reps=1, sweep_timeout_s=60.0,
     scale_agents=(2,), scale_reps=1, scale_timeout_s=60.0, scale_launchers=("erun",),
+    slurm_reps=0, slurm_timeout_s=60.0,
 )
 
 MODES = {c.mode: c for c in (FULL, QUICK, SMOKE)}
