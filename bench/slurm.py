@@ -50,6 +50,7 @@ TITLE = ("slurm: a 2-node job (1 worker a node) on a loopback Slurm cluster, sub
 CASE = SLURM_CASE
 ERUN, RECIPE, TORCHX = "erun", "sbatch + srun torchrun", "torchx dist.ddp"
 SUBMIT_TIMEOUT_S = 60.0
+WORKER = "elastic.py"  # init gloo, stamp init2, barrier, exit
 QUEUE_DRAIN_S = 30.0
 
 
@@ -71,7 +72,7 @@ def torchx_missing() -> str | None:
     return None
 
 
-def recipe_script(out: Path, work: Path) -> Path:
+def recipe_script(out: Path, work: Path, worker: str = WORKER) -> Path:
     from runner.runtime.membership import free_port
 
     script = work / "recipe.sbatch"
@@ -84,24 +85,27 @@ def recipe_script(out: Path, work: Path) -> Path:
 head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 srun {torchrun} --nnodes=2 --nproc-per-node=1 --rdzv-backend=c10d \\
     --rdzv-endpoint=$head:{free_port('127.0.0.1')} --rdzv-id=$SLURM_JOB_ID \\
-    {worker_script('elastic.py')} {out} 2
+    {worker_script(worker)} {out} 2
 """)
     return script
 
 
-def submit_argv(launcher: str, out: Path, work: Path) -> list[str]:
+def submit_argv(launcher: str, out: Path, work: Path, worker: str = WORKER) -> list[str]:
     if launcher == ERUN:
-        (work / "job.yaml").write_text(f"entrypoint: {worker_script('elastic.py')}\nargs: ['{out}', '2']\n"
+        (work / "job.yaml").write_text(f"entrypoint: {worker_script(worker)}\nargs: ['{out}', '2']\n"
                                        "nproc: 1\n")
         return [sys.executable, "-m", "runner", "+job=job.yaml", "nnodes=2", "cluster=slurm",
                 f"hydra.run.dir={work / 'run'}"]
     if launcher == RECIPE:
-        return ["sbatch", "--parsable", str(recipe_script(out, work))]
+        return ["sbatch", "--parsable", str(recipe_script(out, work, worker))]
     return [str(Path(sys.executable).parent / "torchx"), "run", "-s", "slurm", "-cfg", "partition=debug",
-            "dist.ddp", "-j", "2x1", "--script", worker_script("elastic.py"), "--", str(out), "2"]
+            "dist.ddp", "-j", "2x1", "--script", worker_script(worker), "--", str(out), "2"]
 
 
-def measure(cluster: Any, launcher: str, timeout_s: float) -> float | None:
+def measure(cluster: Any, launcher: str, timeout_s: float, worker: str = WORKER,
+            stamp: str = "init2") -> float | None:
+    """One run: submission until both ranks wrote `stamp` (the smoke test uses a worker without
+    torch: trivial.py, `start`)."""
     with workdir(f"slurm-{launcher.split()[0]}") as work:
         out = work / "stamps"
         out.mkdir()
@@ -110,15 +114,16 @@ def measure(cluster: Any, launcher: str, timeout_s: float) -> float | None:
         env.pop(TOKEN_VAR, None)  # the job is Slurm's: the cluster's drain ends it, not a token sweep
         begin = time.time()
         try:
-            done = subprocess.run(submit_argv(launcher, out, work), env=env, cwd=work, capture_output=True,
-                                  text=True, timeout=SUBMIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            done = subprocess.run(submit_argv(launcher, out, work, worker), env=env, cwd=work,
+                                  capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL)
             said = f"rc {done.returncode}: {(done.stdout + done.stderr)[-600:]}"
         except subprocess.TimeoutExpired:
             said = f"no answer within {SUBMIT_TIMEOUT_S:g} s"
         # TorchX exits 1 after submitting: its status call needs sacct (accounting), which the
         # loopback cluster has not; the job runs all the same, so the stamps decide.
-        ok = wait_for_stamps(out, "init2", 0, 2, begin + timeout_s)
-        end = last_stamp(out, "init2", 0, 2)
+        ok = wait_for_stamps(out, stamp, 0, 2, begin + timeout_s)
+        end = last_stamp(out, stamp, 0, 2)
         if not ok or end is None:
             log(f"slurm under {launcher}: not all ranks initialised within {timeout_s:g} s "
                 f"(submission {said})")

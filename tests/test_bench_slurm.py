@@ -27,7 +27,8 @@ def test_quick_and_smoke_skip_the_metric_in_words_and_it_is_no_problem() -> None
 
 
 def test_one_erun_job_is_measured_on_the_test_cluster(slurm: object, no_survivors: str) -> None:
-    value = bench_slurm.measure(slurm, bench_slurm.ERUN, 120.0)
+    """The metric's own submission and measurement, with a worker that imports no torch."""
+    value = bench_slurm.measure(slurm, bench_slurm.ERUN, 120.0, worker="trivial.py", stamp="start")
     assert value is not None and value > 0
     assert slurm.jobs() == []  # type: ignore[attr-defined]
 

@@ -53,6 +53,9 @@ def test_status_and_report_show_both_nodes_on_one_timeline_with_slurms_view(
     assert f"job {job_id} COMPLETED" in page and "node 1" in page
     assert all(f">rank {r}<" in page for r in range(4)), "the timeline has a row per rank of both nodes"
 
+    newest = erun(["status"], tmp_path, cluster_env)  # the index names a node: its job is shown
+    assert f"run dir:    {run_dir}\n" in newest.stdout and "node 1:     SUCCEEDED" in newest.stdout
+
     bare = erun(["status", str(run_dir)], tmp_path, {**cluster_env, "PATH": str(tmp_path / "markers")})
     assert bare.returncode == 0, bare.stderr
     assert f"job {job_id} UNKNOWN (no squeue, sacct or scontrol on PATH)" in bare.stdout
