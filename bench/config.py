@@ -53,6 +53,8 @@ class BenchConfig:
     scale_reps: int
     scale_timeout_s: float
     scale_launchers: tuple[str, ...]
+    slurm_reps: int  # a 2-node job on the loopback Slurm cluster (bench/slurm.py), per launcher
+    slurm_timeout_s: float
 
 
 ALL = ("erun", "erun-hydra", "torchrun", "floor")
@@ -75,6 +77,7 @@ FULL = BenchConfig(
     multinode_timeout_s=90.0, multinode_launchers=NODES,
     sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0, sweep_launchers=SWEEP,
     scale_agents=(2, 4, 8), scale_reps=3, scale_timeout_s=120.0, scale_launchers=SCALE,
+    slurm_reps=5, slurm_timeout_s=90.0,
 )
 
 # About 2.5 minutes on 2 busy cores (CI runs it after the tests, only to check that the suite
@@ -97,6 +100,9 @@ QUICK = BenchConfig(
     multinode_timeout_s=75.0, multinode_launchers=NODES,
     sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0, sweep_launchers=SWEEP,
     scale_agents=(2,), scale_reps=1, scale_timeout_s=90.0, scale_launchers=("erun", "torchrun"),
+    # A 2-node Slurm job costs 20-60 s a launcher on 2 busy cores: not in --quick
+    # (tests/test_bench_slurm.py runs one erun job on the test cluster instead).
+    slurm_reps=0, slurm_timeout_s=90.0,
 )
 
 SMOKE = BenchConfig(
@@ -111,6 +117,7 @@ SMOKE = BenchConfig(
     sweep_points=2, sweep_sleep_s=0.2, sweep_reps=1, sweep_timeout_s=60.0,
     sweep_launchers=("erun -m", "hydra basic"),
     scale_agents=(2,), scale_reps=1, scale_timeout_s=60.0, scale_launchers=("erun",),
+    slurm_reps=0, slurm_timeout_s=60.0,
 )
 
 MODES = {c.mode: c for c in (FULL, QUICK, SMOKE)}

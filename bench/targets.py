@@ -13,6 +13,7 @@ from typing import Any
 from bench.common import Row
 
 ERUNS = ("erun", "erun-hydra", "erun-plan", "erun -m")
+SLURM_CASE = "2 nodes x 1 worker: submit until all ranks initialised"  # bench/slurm.py's CASE
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,11 @@ def targets(rows: list[Row]) -> list[Target]:
     cpu = [Target("agent CPU over idle supervision", "overhead", case, 1.0) for case in idle[:1]]
     agents = sorted({r.case for r in rows if r.metric == "scale" and r.case.startswith("CPU per agent")})
     scale = [Target(f"agent CPU, {case.rsplit(', ', 1)[-1]}", "scale", case, 0.7) for case in agents]
-    return fixed + restarts + multinode + cpu + scale + sweep_targets(rows)
+    slurm = [  # submission to every rank initialised, faster than the hand-written recipe and TorchX
+        Target("slurm: submit 2 nodes to init", "slurm", SLURM_CASE, 1.0, "sbatch + srun torchrun"),
+        Target("slurm: submit 2 nodes to init", "slurm", SLURM_CASE, 1.0, "torchx dist.ddp"),
+    ]
+    return fixed + restarts + multinode + cpu + scale + slurm + sweep_targets(rows)
 
 
 def sweep_targets(rows: list[Row]) -> list[Target]:

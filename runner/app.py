@@ -33,6 +33,7 @@ from runner.overrides import JOB_GROUP, JOB_OVERRIDE_KEY
 from runner.paths import RunPaths, SweepPaths
 
 if TYPE_CHECKING:
+    from runner.cluster.api import ClusterRequest
     from runner.config.sources import CompileContext, KeySources
     from runner.devices import HostInfo
     from runner.plan import JobPlan
@@ -77,6 +78,8 @@ class Session:
         errors wait until Hydra returns (it would log them first)."""
         gcpause.resume()  # start-up is over: the point may run for days
         if self.error is not None or any(code >= ExitStatus.SIGNAL_BASE for code in self.exit_codes):
+            if self.error is not None:
+                self._leave_no_trace()  # Hydra made a folder for this point, which never starts
             return None  # a multirun stops at its first bad point, or when a signal stopped a point
         try:
             if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:
@@ -102,9 +105,9 @@ class Session:
         from runner.config.compile import compile_job
         from runner.sweep.points import PreparedPoint
 
-        if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:  # erun's launcher: a sweep
-            raise ConfigError("cluster", "is not local, but sweeps on a cluster are not done yet",
-                              "drop -m, or use cluster=local", COMMAND_LINE)
+        if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:  # a local sweep's point
+            raise ConfigError("cluster", "differs between the sweep's points",
+                              "sweep on one cluster: set cluster=... outside the swept keys", COMMAND_LINE)
         hydra_cfg = HydraConfig.get()
         plan = compile_job(cfg, self._context(hydra_cfg, host))
         if self.invocation.dry_run:
@@ -121,25 +124,34 @@ class Session:
         from runner.cluster.api import SubmitOptions
 
         hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise ConfigError("cluster", "is not local, but sweeps on a cluster are not done yet",
-                              "drop -m, or use cluster=local", COMMAND_LINE)
-        scheduler = cluster_registry.scheduler(cluster_registry.chosen(cfg))
-        request = scheduler.dryrun(cfg, self._context(hydra_cfg))
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # another launcher runs the points here, one by one
+            raise ConfigError("cluster", "is not local, but only erun's launcher submits a sweep's points",
+                              "drop hydra/launcher=... (erun's is the default)", COMMAND_LINE)
+        request, files = self.prepare_cluster_point(cfg)
         if self.invocation.dry_run:
             as_json = self.invocation.dry_run == "json"
             print(json.dumps(request.to_dict(), indent=2) if as_json else request.describe(), flush=True)
-            self._leave_no_trace()
             return 0
-        options = SubmitOptions(record_files(request.plan, cfg, self.invocation.hydra_record),
-                                self.invocation.wait)
-        return scheduler.schedule(request, options)
+        options = SubmitOptions(files, self.invocation.wait)
+        return cluster_registry.scheduler(cluster_registry.chosen(cfg)).schedule(request, options)
+
+    def prepare_cluster_point(self, cfg: Any) -> tuple[ClusterRequest, dict[str, str]]:
+        """Compile a job for its cluster (Hydra's config for it is current): the backend's request
+        and the files its run directory gets; submits nothing (runner.sweep.slurm submits a sweep's).
+        In a dry run, the folders Hydra made for it go again at the end."""
+        from hydra.core.hydra_config import HydraConfig
+
+        scheduler = cluster_registry.scheduler(cluster_registry.chosen(cfg))
+        request = scheduler.dryrun(cfg, self._context(HydraConfig.get()))
+        if self.invocation.dry_run:
+            self._leave_no_trace()
+        return request, record_files(request.plan, cfg, self.invocation.hydra_record)
 
     def sweep_context(self) -> SweepContext:
         from runner.sweep.points import SweepContext
 
         inv = self.invocation
-        return SweepContext(environ=inv.environ, cwd=inv.cwd, dry_run=inv.dry_run is not None)
+        return SweepContext(environ=inv.environ, cwd=inv.cwd, dry_run=inv.dry_run is not None, wait=inv.wait)
 
     def fail(self, error: ErunError, folders: Sequence[Path] | None = None) -> None:
         """Stop with `error`; the folders made for what never started (default: the current

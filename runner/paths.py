@@ -58,6 +58,7 @@ class RunPaths:
       A job submitted to a cluster (runner.cluster) has, besides its plan.json and job.yaml:
         run_dir/slurm.sbatch         the batch script submitted
         run_dir/slurm.out            the batch output: every node's console
+        run_dir/slurm.json           the Slurm job id (an array task's: JOB_TASK)
         run_dir/node_N/              node N's own run record (N: Slurm's node index)
     """
 
@@ -85,6 +86,10 @@ class RunPaths:
     @property
     def batch_output(self) -> Path:
         return self.run_dir / "slurm.out"
+
+    @property
+    def slurm_job(self) -> Path:
+        return self.run_dir / "slurm.json"
 
     def node_dir(self, node: int) -> Path:
         return self.run_dir / f"node_{node}"
@@ -153,6 +158,10 @@ class SweepPaths:
         sweep_dir/N_retryK/          point N run again by --resume (the failed N/ stays as is)
         sweep_dir/sweep.json         one row per point: state, restarts, start, end, slots, run dir
         sweep_dir/sweep.md           the same as a Markdown table
+      A sweep submitted to Slurm (runner.sweep.slurm) has, besides its points' folders:
+        sweep_dir/slurm.json         every point's Slurm job id (array tasks: JOB_TASK)
+        sweep_dir/slurm_array_K.sbatch  a job array's batch script (points that share resources)
+        sweep_dir/slurm-J_T.out      an array task's batch output before it reaches its point
     """
 
     sweep_dir: Path
@@ -168,6 +177,17 @@ class SweepPaths:
     @property
     def summary_md(self) -> Path:
         return self.sweep_dir / "sweep.md"
+
+    @property
+    def slurm_jobs(self) -> Path:
+        return self.sweep_dir / "slurm.json"
+
+    def array_script(self) -> Path:
+        """A new job array's batch script: the first free slurm_array_K.sbatch (K = 0, 1, ...)."""
+        k = 0
+        while (self.sweep_dir / f"slurm_array_{k}.sbatch").exists():
+            k += 1
+        return self.sweep_dir / f"slurm_array_{k}.sbatch"
 
     @staticmethod
     def retry(natural: Path, k: int) -> Path:

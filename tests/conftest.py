@@ -311,3 +311,32 @@ def assert_sigterm_answered(agent: AgentProcess, finish_timeout: float = RUN_TIM
     assert code == 128 + signal.SIGTERM, err
     assert read_summary(agent.run_dir)["state"] == "INTERRUPTED"
 
+
+
+# -- the test Slurm cluster (tests/slurm_cluster.py): one per session, shared by tests/cluster/ --
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[Any]:
+    """A real two-node Slurm cluster on loopback, up in about 1 s; skipped, with the reason,
+    where slurm-wlm and munge are not installed or the cluster cannot start."""
+    from slurm_cluster import SlurmCluster, missing
+
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster()
+    try:
+        cluster.start()
+    except (RuntimeError, OSError) as e:
+        pytest.skip(f"the test Slurm cluster did not start: {str(e).splitlines()[0]}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_env(slurm: Any, no_survivors: str) -> Iterator[dict[str, str]]:
+    """What erun needs to reach the cluster; every job is gone after the test."""
+    yield {"SLURM_CONF": str(slurm.conf)}
+    slurm.drain_jobs()
+    assert slurm.jobs() == [] and slurm.steps_alive() == []

@@ -237,3 +237,12 @@ PartitionName={PARTITION} Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE S
         kept = [line for line in text.splitlines() if not line.endswith(self.hosts_mark)]
         if len(kept) != len(text.splitlines()):
             HOSTS_FILE.write_text("\n".join(kept) + "\n")
+
+
+def run_dir_of(stdout: str) -> Path:
+    """The run directory `erun ... cluster=slurm` printed when it submitted."""
+    import re
+
+    found = re.search(r"erun: submitted Slurm job (\d+); run directory (\S+)", stdout)
+    assert found, stdout
+    return Path(found.group(2))

@@ -34,9 +34,10 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "record":     (("runner.record.*",),                   ("foundation",)),
     "config":     (("runner.config.*",),                   ("foundation",)),
     "runtime":    (("runner.runtime.*",),                  ("foundation", "record", "worker")),
-    "report":     (("runner.report.*",),                   ("foundation", "record")),
+    "report":     (("runner.report.*",),                   ("foundation", "record", "cluster")),
     "cluster":    (("runner.cluster.*",),                  ("foundation", "config", "record")),
-    "sweep":      (("runner.sweep.*",),                    ("foundation", "config", "runtime", "record")),
+    "sweep":      (("runner.sweep.*",),                    ("foundation", "config", "runtime", "record",
+                                                             "cluster")),
     # The Python API (runner.launch, runner.compose, runner.compat): an entry point like cli,
     # but the agent only ever runs in its child process (runner.api.child -> runner.app).
     "api":        (("runner.api.*", "runner.compat"),    ("foundation", "config", "runtime", "record",

@@ -13,7 +13,8 @@ picks for every multirun. Its keys (`hydra.launcher.KEY=...` on the command line
 For erun's jobs (`erun -m ...`), every point is composed and compiled first, in the erun process
 (Hydra's `run_job`, as the basic launcher does, with erun's compiler as the task), so a bad
 point is a one-line error before anything runs; then `runner.sweep.run` runs each point as its
-own agent process (`runner.sweep.launch`). For any other Hydra app, each point's task function
+own agent process (`runner.sweep.launch`); with cluster=slurm, each point is submitted as a
+Slurm job (`runner.sweep.slurm`). For any other Hydra app, each point's task function
 runs in a fresh process of its own, one slot a point (`runner.sweep.tasks`).
 
 Hydra imports this module in every Hydra app of the environment (plugin discovery), sweep or
@@ -90,6 +91,7 @@ class ErunLauncher(Launcher):
 
     def launch_jobs(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         """erun's own jobs (`erun -m`): each point a full erun job with its own agent."""
+        from runner.cluster.registry import LOCAL, chosen
         from runner.errors import ErunError
         from runner.sweep.launch import LaunchSettings, Sweep
         from runner.sweep.points import SweepStopped
@@ -99,7 +101,11 @@ class ErunLauncher(Launcher):
         made: list[Path] = []  # the point folders made so far, dropped again on an error
         try:
             settings = LaunchSettings(self.slots, self.pack, self.fail_fast, self.resume)
-            sweep = Sweep(settings, self.config, self.hydra_context, self.session, sweep_dir, made,
+            kind: type[Sweep] = Sweep
+            if chosen(self.config) != LOCAL:  # cluster=slurm: every point a Slurm job
+                from runner.sweep.slurm import SlurmSweep
+                kind = SlurmSweep
+            sweep = kind(settings, self.config, self.hydra_context, self.session, sweep_dir, made,
                           self.history, self.task_function)
             return sweep.launch(job_overrides, initial_job_idx)
         except SweepStopped:

@@ -8,7 +8,8 @@ directory's files, runs `sbatch --parsable` (`--wait` with --wait, following the
 where every node's console goes) and prints the job id and the run directory.
 
 Refusals are one line and exit 2, with nothing submitted: no sbatch on PATH, a bad cluster key,
-or sbatch's own refusal (unknown partition or account, more nodes than the partition has).
+or sbatch's own refusal (unknown partition or account, more nodes than the partition has); a job
+sbatch accepts but Slurm would keep pending for ever is cancelled at once (runner.cluster.startable).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from runner.cluster.api import SubmitOptions
+from runner.cluster.jobview import write_job
+from runner.cluster.startable import check_can_start
 from runner.config.compile import compile_job
 from runner.config.sources import CompileContext
 from runner.errors import ConfigError, ErunError
@@ -184,9 +187,11 @@ class Slurm:
         written = write_files(request, options.files)
         try:
             job_id = submit(request)
+            check_can_start(job_id, request.slurm.partition)  # accepted, but pending for ever?
         except ErunError:
             remove_files(written, paths.run_dir)
             raise
+        write_job(paths.slurm_job, job_id)  # erun status/report ask Slurm about it (runner.cluster.jobview)
         print(f"erun: submitted Slurm job {job_id}; run directory {display_path(paths.run_dir)}", flush=True)
         if not options.wait:
             return 0
@@ -262,15 +267,15 @@ def refusal(stderr: str) -> ConfigError:
     lines = [ln.removeprefix("sbatch: error: ").strip() for ln in stderr.splitlines() if ln.strip()]
     message = "; ".join(lines) or "sbatch failed without a message"
     lower = message.lower()
+    if "account" in lower:  # "Invalid account or account/partition combination specified"
+        return ConfigError("cluster.sbatch.account", f"was refused by sbatch: {message}",
+                           "use an account you belong to (sshare -U)")
     if "partition" in lower:
         return ConfigError("cluster.partition", f"was refused by sbatch: {message}",
                            "use a partition sinfo lists")
     if "node count" in lower or "nodes" in lower:
         return ConfigError("nnodes", f"was refused by sbatch: {message}",
                            "ask for at most the nodes of the partition (sinfo -s)")
-    if "account" in lower:
-        return ConfigError("cluster.sbatch.account", f"was refused by sbatch: {message}",
-                           "use an account you belong to (sshare -U)")
     if "time limit" in lower:
         return ConfigError("cluster.time", f"was refused by sbatch: {message}",
                            "ask for at most the partition's time limit (sinfo -s)")

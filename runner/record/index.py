@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner.paths import OUTPUTS_DIR, RunPaths, StatePaths
@@ -65,13 +65,22 @@ def _existing(entries: list[IndexEntry], limit: int | None) -> list[IndexEntry]:
     seen: set[Path] = set()
     found: list[IndexEntry] = []
     for entry in sorted(entries, key=lambda e: e.start, reverse=True):
-        if entry.run_dir in seen or not RunPaths(entry.run_dir).events.is_file():
+        shown = job_dir(entry.run_dir)
+        if shown in seen or not RunPaths(entry.run_dir).events.is_file():
             continue
-        seen.add(entry.run_dir)
-        found.append(entry)
+        seen.add(shown)
+        found.append(replace(entry, run_dir=shown))
         if limit is not None and len(found) >= limit:
             break
     return found
+
+
+def job_dir(run_dir: Path) -> Path:
+    """A cluster job's node (run_dir/node_N, whose agent indexed it) stands for its whole job."""
+    parent = run_dir.parent
+    if run_dir.name.startswith("node_") and RunPaths(parent).slurm_job.is_file():
+        return parent
+    return run_dir
 
 
 def _read_index(path: Path) -> list[IndexEntry]:

@@ -165,6 +165,9 @@ class RunRecord:
     damaged_lines: int = 0
     has_summary: bool = False
     read_at: float = field(default_factory=time.time)
+    # A job submitted to a cluster (runner.record.nodes): each node's own record, the job's id.
+    nodes: list[RunRecord] = field(default_factory=list)
+    cluster_job: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 from runner.errors import ConfigError
 from runner.overrides import as_typed
 from runner.paths import POINT_DIR, RunPaths, SweepPaths
-from runner.record import checked
+from runner.record import checked, nodes
 from runner.record.checked import integer, opt_int, opt_stamp, opt_text, stamp, text
 from runner.record.model import (
     AttemptRecord,
@@ -56,7 +56,7 @@ def load(path: str | Path) -> RunRecord | SweepRecord:
     if not directory.is_dir():
         raise ConfigError(None, f"{directory} is not a directory", NOT_A_RUN_FIX)
     if is_run_dir(directory):
-        return load_run(directory)
+        return load_any_run(directory)
     if point_dirs(directory) or SweepPaths(directory).multirun.exists():
         return load_sweep(directory)
     raise ConfigError(None, f"{directory} is not a run directory (no events.jsonl, summary.json or "
@@ -87,9 +87,18 @@ def point_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def load_sweep(sweep_dir: Path) -> SweepRecord:
-    points = [PointRecord(d.name, d, typed_overrides(d), load_run(d) if is_run_dir(d) else None)
+    points = [PointRecord(d.name, d, typed_overrides(d), load_any_run(d) if is_run_dir(d) else None)
               for d in point_dirs(sweep_dir)]
     return SweepRecord(sweep_dir, points)
+
+
+def load_any_run(run_dir: Path) -> RunRecord:
+    """A run directory: one agent's record, or a cluster job's nodes merged (runner.record.nodes)."""
+    if not nodes.is_cluster_run(run_dir):
+        return load_run(run_dir)
+    paths = RunPaths(run_dir)
+    return nodes.merged_run(run_dir, [load_run(d) for d in paths.node_dirs()], read_json(paths.plan),
+                            typed_overrides(run_dir), read_json(paths.slurm_job))
 
 
 def load_run(run_dir: Path) -> RunRecord:

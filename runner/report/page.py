@@ -60,13 +60,15 @@ def html_document(title: str, body: Sequence[str]) -> str:
     ])
 
 
-def run_page(record: RunRecord, page_dir: Path | None = None) -> str:
-    """The report page of one run: summary, root cause, timeline, attempts (with links to each
-    rank's logs, relative to `page_dir`, default the run directory), failures, events, job config."""
+def run_page(record: RunRecord, page_dir: Path | None = None,
+             extra: Sequence[tuple[str, str]] = ()) -> str:
+    """The report page of one run: summary (and `extra` facts, as (label, text)), root cause,
+    timeline, attempts (with links to each rank's logs, relative to `page_dir`, default the run
+    directory), failures, events, job config."""
     links = LogLinks(RunPaths.of(record.run_dir, record.plan), page_dir or record.run_dir)
     body = [
         f"<h1>erun report: {esc(record.name)}</h1>",
-        _run_facts(record),
+        _run_facts(record, extra),
         *_cause_section(record.root_cause),
         "<h2>Timeline</h2>",
         render_svg(run_chart(record)),
@@ -142,7 +144,7 @@ def _dl(items: Sequence[tuple[str, str]]) -> str:
     return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def _run_facts(record: RunRecord) -> str:
+def _run_facts(record: RunRecord, extra: Sequence[tuple[str, str]] = ()) -> str:
     state = _state_badge(record.state)
     if record.exit_code is not None:
         state += f" exit {esc(record.exit_code)}"
@@ -156,6 +158,7 @@ def _run_facts(record: RunRecord) -> str:
         items.append(("runs", f"<code>{esc(record.entrypoint)}</code>"))
     if record.overrides:
         items.append(("overrides", f"<code>{esc(' '.join(record.overrides))}</code>"))
+    items += [(label.rstrip(":"), esc(value)) for label, value in extra]
     return _dl(items)
 
 

@@ -15,6 +15,7 @@ from runner.paths import RunPaths
 from runner.record import read as runlog
 from runner.record.cause import cause_facts
 from runner.record.model import AttemptRecord, FailureRecord, RunRecord, SweepRecord
+from runner.report.cluster import cluster_facts
 from runner.report.liveness import agent_gone
 from runner.report.runs import newest_run_dir
 from runner.report.text import INDENT, ArgParser, fact
@@ -44,7 +45,7 @@ def render(record: RunRecord | SweepRecord, html_path: Path) -> str:
         page.write_page(html_path, page.sweep_page(record))
         text = sweep_text(record)
     else:
-        page.write_page(html_path, page.run_page(record, html_path.parent))
+        page.write_page(html_path, page.run_page(record, html_path.parent, cluster_facts(record)))
         text = run_text(record)
     return f"{text}\n{fact('html:', html_path)}"
 
@@ -83,6 +84,7 @@ def _facts(record: RunRecord) -> list[str]:
         facts.append(("runs:", record.entrypoint))
     if record.overrides:
         facts.append(("overrides:", " ".join(record.overrides)))
+    facts += cluster_facts(record)
     return [fact(label, value) for label, value in facts]
 
 

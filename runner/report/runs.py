@@ -50,7 +50,7 @@ def render(entries: Sequence[index.IndexEntry]) -> str:
 
 def _state(run_dir: Path) -> str:
     try:
-        return state_in_words(runlog.load_run(run_dir))
+        return state_in_words(runlog.load_any_run(run_dir))
     except (OSError, ConfigError):
         return "?"
 

@@ -9,11 +9,14 @@ while its agent's pid (or every rank) is gone means the agent died without writi
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.record import read as runlog
-from runner.record.model import Outcome, RankSpan, RunRecord
+from runner.record.model import Outcome, RankSpan, RunRecord, SweepRecord
+from runner.report import sweep_status
+from runner.report.cluster import cluster_facts, rank_host, rank_run_dir
 from runner.report.liveness import agent_gone, pid_alive
 from runner.report.runs import newest_run_dir
 from runner.report.text import INDENT, ArgParser, describe_event, fact
@@ -41,11 +44,15 @@ def main(args: Sequence[str]) -> int:
     parser = ArgParser(prog="erun status", description="Show the state of a run, started here or "
                        "elsewhere: current attempt, ranks (pid, alive?), last events, elapsed time.")
     parser.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
-                        help="the job's run directory (default: the newest run, see erun runs)")
+                        help="the job's run directory, or a sweep directory: every point's state, result "
+                        "and Slurm job (default: the newest run, see erun runs)")
     parser.add_argument("-n", "--events", type=int, default=LAST_EVENTS, metavar="N",
                         help=f"how many of the last events to show (default {LAST_EVENTS})")
     options = parser.parse_args(list(args))
-    record = runlog.load_run_dir(options.run_dir or newest_run_dir())
+    record = runlog.load(options.run_dir or newest_run_dir())
+    if isinstance(record, SweepRecord):
+        print(sweep_status.render(record), flush=True)
+        return 0
     print(render(record, rank_statuses(record), options.events), flush=True)
     return 0
 
@@ -55,8 +62,10 @@ def rank_statuses(record: RunRecord) -> list[RankStatus]:
     attempt = record.current
     if attempt is None:
         return []
-    return [RankStatus(s, pid_alive(s.pid, s.start) if s.outcome is Outcome.RUNNING else None,
-                       runlog.last_output(record.run_dir, attempt.attempt, s.rank))
+    here, number = socket.gethostname(), attempt.attempt
+    return [RankStatus(s, pid_alive(s.pid, s.start) if s.outcome is Outcome.RUNNING
+                       and rank_host(record, s.rank) in (None, here) else None,  # another node's: unknown
+                       runlog.last_output(rank_run_dir(record, number, s.rank), number, s.rank))
             for s in attempt.ranks]
 
 
@@ -79,7 +88,8 @@ def _header(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
         state += f", attempt {attempt.attempt} ({plural(record.restarts, 'restart')}), group {attempt.state}"
     started = date_clock(record.start) if record.start else "-"
     lines = [fact("run dir:", record.run_dir), fact("state:", state),
-             fact("started:", f"{started}, elapsed {duration(record.elapsed)}")]
+             fact("started:", f"{started}, elapsed {duration(record.elapsed)}"),
+             *(fact(label, value) for label, value in cluster_facts(record))]
     warning = _agent_warning(record, ranks)
     return lines + ([fact("warning:", warning)] if warning else [])
 

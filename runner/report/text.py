@@ -32,12 +32,14 @@ def fact(label: str, value: object) -> str:
 
 
 def describe_event(event: Event) -> str:
-    """The event in one line for people."""
+    """The event in one line for people (`node N: ...` for a cluster job's merged events)."""
+    node = event.get("node")
+    prefix = f"node {node}: " if node is not None else ""
     describe = _DESCRIBE.get(event.kind)
     if describe is not None:
-        return describe(event)
-    rest = ", ".join(f"{k}={v}" for k, v in event.fields.items())
-    return f"{event.kind}: {rest}" if rest else event.kind
+        return prefix + describe(event)
+    rest = ", ".join(f"{k}={v}" for k, v in event.fields.items() if k != "node")
+    return prefix + (f"{event.kind}: {rest}" if rest else event.kind)
 
 
 def _describe_group(event: Event) -> str:

@@ -73,6 +73,10 @@ class SweepSession(Protocol):
         """Compile one point (Hydra's config for it is current) against `host`; a ConfigError
         names the first mistake. A dry run prints the plan."""
 
+    def prepare_cluster_point(self, cfg: Any) -> tuple[Any, dict[str, str]]:
+        """Compile one point for its cluster (runner.cluster): the backend's request and the
+        files its run directory gets; submits nothing."""
+
     def sweep_context(self) -> SweepContext:
         """erun's environment, working directory and flags for this sweep."""
 
@@ -88,6 +92,7 @@ class SweepContext:
     environ: Mapping[str, str]
     cwd: Path
     dry_run: bool
+    wait: bool = False  # --wait: a sweep on a cluster follows its points to their end
 
 
 class PointWork(Protocol):
@@ -282,9 +287,18 @@ def earlier_runs(sweep_dir: Path) -> dict[frozenset[str], list[EarlierRun]]:
     for folder in sorted(sweep_dir.iterdir()):
         overrides = read_overrides(folder)
         if overrides is not None:
-            state = str(read_json(RunPaths(folder).summary).get("state", ""))
-            found.setdefault(frozenset(overrides), []).append(EarlierRun(folder, state))
+            found.setdefault(frozenset(overrides), []).append(EarlierRun(folder, recorded_state(folder)))
     return found
+
+
+def recorded_state(run_dir: Path) -> str:
+    """summary.json's state; a cluster job's (runner.cluster): SUCCEEDED when every node's is."""
+    paths = RunPaths(run_dir)
+    nodes = paths.node_dirs()
+    if not nodes:
+        return str(read_json(paths.summary).get("state", ""))
+    states = {str(read_json(RunPaths(n).summary).get("state", "")) for n in nodes}
+    return "SUCCEEDED" if states == {"SUCCEEDED"} else next(iter(states - {"SUCCEEDED"}))
 
 
 def succeeded_run(runs: Iterable[EarlierRun]) -> Path | None:

@@ -1,55 +1,26 @@
 """cluster=slurm against a real two-node Slurm cluster on loopback (tests/slurm_cluster.py):
 a 2-node gloo DDP job, a failing rank restarted inside the allocation, sbatch's refusals, scancel.
 
-One cluster for the whole session (up in about 1 s); skipped, with the reason, where slurm-wlm
-and munge are not installed or the cluster cannot start. Each job's processes carry the test's
-ERUN_TEST_ID (sbatch exports the environment), so the no-survivor check sees them too.
+One cluster for the whole session (the `slurm` fixture of tests/conftest.py); skipped, with the
+reason, where slurm-wlm and munge are not installed or the cluster cannot start. Each job's
+processes carry the test's ERUN_TEST_ID (sbatch exports the environment), so the no-survivor
+check sees them too.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import REPO, WORKERS, alive, read_summary, subprocess_env, wait_for
 from erun_cli import erun
-from slurm_cluster import SlurmCluster, missing
+from slurm_cluster import SlurmCluster, run_dir_of
 
 JOB_TIMEOUT_S = 240.0
-
-
-@pytest.fixture(scope="session")
-def slurm() -> Iterator[SlurmCluster]:
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    cluster = SlurmCluster()
-    try:
-        cluster.start()
-    except (RuntimeError, OSError) as e:
-        pytest.skip(f"the test Slurm cluster did not start: {str(e).splitlines()[0]}")
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def cluster_env(slurm: SlurmCluster, no_survivors: str) -> Iterator[dict[str, str]]:
-    """What erun needs to reach the cluster; every job is gone after the test."""
-    yield {"SLURM_CONF": str(slurm.conf)}
-    slurm.drain_jobs()
-    assert slurm.jobs() == [] and slurm.steps_alive() == []
-
-
-def run_dir_of(stdout: str) -> Path:
-    found = re.search(r"erun: submitted Slurm job (\d+); run directory (\S+)", stdout)
-    assert found, stdout
-    return Path(found.group(2))
 
 
 def worker_job(folder: Path, worker: str, *args: object, extra: str = "") -> None:

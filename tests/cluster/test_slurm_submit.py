@@ -111,14 +111,31 @@ def test_the_node_entry_refuses_to_run_outside_slurm(tmp_path: Path) -> None:
         assert main([str(plan)]) == 2
 
 
-def test_a_sweep_on_a_cluster_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_sweep_needs_erun_launcher_and_one_cluster(tmp_path: Path) -> None:
+    """Hydra's basic launcher would run the points here, one by one; a swept cluster= mixes a
+    local sweep with a cluster one: both are one line, nothing made."""
     write_recorder_job(tmp_path)
-    done = erun(["-m", "+job=train.yaml", "nnodes=2", "cluster=slurm", "params.lr=1,2"], tmp_path)
+    basic = erun(["-m", "+job=train.yaml", "cluster=slurm", "params.lr=1,2", "hydra/launcher=basic"],
+                 tmp_path)
+    assert basic.returncode == 2
+    assert basic.stderr.strip().splitlines() == [
+        "erun: error: command line: `cluster` is not local, but only erun's launcher submits a sweep's "
+        "points; drop hydra/launcher=... (erun's is the default)"]
+    mixed = erun(["-m", "+job=train.yaml", "cluster=local,slurm", "--dry-run"], tmp_path)
+    assert mixed.returncode == 2 and "`cluster` differs between the sweep's points" in mixed.stderr
+    assert len(mixed.stderr.strip().splitlines()) == 1, mixed.stderr
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_a_sweep_without_sbatch_is_one_line_and_submits_nothing(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    done = erun(["-m", "+job=train.yaml", "cluster=slurm", "params.lr=1,2"], tmp_path,
+                env={"PATH": no_sbatch_path(tmp_path)})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "erun: error: command line: `cluster` is not local, but sweeps on a cluster are not done yet; "
-        "drop -m, or use cluster=local"]
-    assert not (tmp_path / "multirun").exists()
+        "erun: error: command line: `cluster` is slurm, but sbatch is not on PATH; load Slurm's client "
+        "tools (module load slurm), or use cluster=local"]
+    assert not list(tmp_path.glob("multirun/*/*/*/plan.json"))
 
 
 def test_nproc_words_are_counted_on_each_node_not_where_erun_submits(tmp_path: Path) -> None:

@@ -1,0 +1,40 @@
+"""bench/slurm.py, quickly: `--quick` and `--smoke` leave the Slurm metric out (a 2-node job
+costs 20-60 s a launcher on 2 busy cores) and say so without it counting as a problem; one erun
+measurement on the session's test cluster shows that the metric measures; the hand-written
+recipe takes its head node from the node list. Never asserts on speed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # bench is not an installed package: import it from the checkout
+    sys.path.insert(0, str(REPO))
+
+from bench import slurm as bench_slurm  # noqa: E402
+from bench.checks import problems  # noqa: E402
+from bench.config import QUICK, SMOKE  # noqa: E402
+
+
+def test_quick_and_smoke_skip_the_metric_in_words_and_it_is_no_problem() -> None:
+    for cfg in (QUICK, SMOKE):
+        rows = bench_slurm.run(cfg)
+        assert [r.launcher for r in rows] == ["erun", "sbatch + srun torchrun", "torchx dist.ddp"]
+        assert all(r.runs == 0 and r.note == f"skipped: not measured in --{cfg.mode} (python -m bench "
+                   "--only slurm)" for r in rows)
+        assert problems(["slurm"], rows) == []
+
+
+def test_one_erun_job_is_measured_on_the_test_cluster(slurm: object, no_survivors: str) -> None:
+    """The metric's own submission and measurement, with a worker that imports no torch."""
+    value = bench_slurm.measure(slurm, bench_slurm.ERUN, 120.0, worker="trivial.py", stamp="start")
+    assert value is not None and value > 0
+    assert slurm.jobs() == []  # type: ignore[attr-defined]
+
+
+def test_the_recipe_takes_the_head_node_from_the_node_list(tmp_path: Path) -> None:
+    script = bench_slurm.recipe_script(tmp_path / "out", tmp_path).read_text()
+    assert 'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)' in script
+    assert "--rdzv-endpoint=$head:" in script and "--rdzv-id=$SLURM_JOB_ID" in script
+    assert "#SBATCH --nodes=2" in script and "srun " in script
