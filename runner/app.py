@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from runner.config.sources import CompileContext, KeySources
     from runner.devices import HostInfo
     from runner.plan import JobPlan
-    from runner.sweep.points import PreparedPoint, SweepContext
+    from runner.sweep.points import SweepContext
+    from runner.sweep.prepared import PreparedPoint
 
 
 def main(argv: list[str]) -> int:
@@ -89,7 +90,7 @@ class Session:
         from hydra.core.hydra_config import HydraConfig
 
         from runner.config.compile import compile_job
-        from runner.sweep.points import PreparedPoint
+        from runner.sweep.prepared import PreparedPoint
 
         if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:  # erun's launcher: a sweep
             raise ConfigError("cluster", "is not local, but sweeps on a cluster are not done yet",

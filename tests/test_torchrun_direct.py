@@ -10,11 +10,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import subprocess_env
 from erun_cli import erun
 
 from runner import torchrun
@@ -170,3 +173,14 @@ def test_a_run_shows_workers_and_record_what_hydras_path_does(tmp_path: Path) ->
               if seen["direct"].get(k) != seen["hydra"].get(k)}
     assert differ <= {"MASTER_PORT", "ERUN_JOB_TOKEN"}, differ
     assert os.environ.get(torchrun.HYDRA_PATH_VAR) is None
+
+
+def test_the_direct_path_imports_no_hydra() -> None:
+    """What `erun torchrun` imports on its way to the agent: Hydra's import alone is ~0.25 s of CPU."""
+    code = ("import sys, runner.torchrun, runner.config.direct, runner.app, runner.config.compile, "
+            "runner.sweep.prepared, runner.runtime.agent\n"
+            "print(sorted(m for m in sys.modules if 'hydra' in m))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           env=subprocess_env())
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "['runner.config.hydra_run']"  # erun's module; Hydra's are imported lazily

@@ -12,8 +12,9 @@ override) Hydra's work is small and fixed, and done here the same way:
 - Python logging: Hydra's `hydra/hydra_logging=default`, then erun's `hydra/job_logging=none`;
 - the record: job.yaml, .hydra/config.yaml and .hydra/overrides.yaml as the Hydra path writes
   them; .hydra/hydra.yaml holds the run's part of Hydra's config (run dir, mode, overrides, job
-  name, cwd, output dir, choices, Hydra's version), each value as Hydra's path writes it. Hydra's
-  own fixed settings (help texts, launcher, sweeper, logging) are left out: nothing reads them.
+  name, cwd, output dir, choices), each value as Hydra's path writes it. Hydra's own fixed
+  settings (help texts, launcher, sweeper, logging) and version are left out (Hydra did not run;
+  nothing reads them).
 
 It steps aside (None, before anything is written) whenever Hydra could do something else: a job
 file with a `defaults:` list or a `hydra:` node other than the run directory, or a config that
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
     from runner.config.sources import CompileContext
     from runner.plan import JobPlan
-    from runner.sweep.points import PreparedPoint
+    from runner.sweep.prepared import PreparedPoint
 
 CLUSTER_PRESET = "local"  # conf/config.yaml's default for the cluster group
 # Hydra's hydra/hydra_logging=default (hydra/conf/hydra/hydra_logging/default.yaml) and erun's
@@ -81,7 +82,7 @@ def run_job_file(path: Path, record: str, environ: dict[str, str]) -> int | None
 def prepare(path: Path, record: str, cwd: Path) -> PreparedPoint | None:
     """The job's plan and record files (as the Hydra path prepares them), or None."""
     from runner.config.compile import compile_job
-    from runner.sweep.points import PreparedPoint
+    from runner.sweep.prepared import PreparedPoint
 
     job = jobfile.load(path)
     cfg = compose(job)
@@ -164,8 +165,6 @@ def record_files(plan: JobPlan, cfg: DictConfig, job: jobfile.JobFile, cwd: Path
 
 def hydra_record(plan: JobPlan, job: jobfile.JobFile, cwd: Path, task: list[str]) -> dict[str, Any]:
     """The run's part of .hydra/hydra.yaml, each value as Hydra's path records it."""
-    from importlib.metadata import version
-
     name = job_name(job)
     overrides = [*search_path_overrides([], cwd), "hydra.output_subdir=null", f"hydra.job.name='{name}'",
                  f"hydra.run.dir={plan.run_dir}", MODE_OVERRIDE]
@@ -175,7 +174,7 @@ def hydra_record(plan: JobPlan, job: jobfile.JobFile, cwd: Path, task: list[str]
         "output_subdir": None,
         "overrides": {"hydra": overrides, "task": task},
         "job": {"name": name, "override_dirname": ",".join(task), "config_name": CONFIG_NAME},
-        "runtime": {"version": version("hydra-core"), "version_base": VERSION_BASE, "cwd": str(cwd),
+        "runtime": {"version_base": VERSION_BASE, "cwd": str(cwd),
                     "output_dir": plan.run_dir, "choices": {JOB_OVERRIDE_KEY: job.choice, **CHOICES}},
     }}
 
