@@ -58,7 +58,8 @@ ALL = ("erun", "erun-hydra", "torchrun", "floor")
 RESTART = ("erun", "erun-cold", "erun-hydra", "torchrun-fresh", "torchrun", "floor")
 AGENTS = ("erun", "erun-hydra", "torchrun")
 NODES = ("erun", "torchrun", "torchrun-fresh")
-SCALE = ("erun", "erun-plan", "torchrun")  # erun: `erun torchrun`; erun-plan: run-plan, no Hydra
+# erun: `erun torchrun`; erun-hydra: the same through Hydra; erun-plan: `erun run-plan`
+SCALE = ("erun", "erun-hydra", "erun-plan", "torchrun")
 
 FULL = BenchConfig(
     mode="full", launch_reps=5, launch_torch_reps=5,
