@@ -210,11 +210,11 @@ class WorkerGroup:
         """What the health monitor needs of each running rank."""
         return [
             WatchedRank(w.rank, w.pid, str(self.paths.heartbeat(self.attempt, w.rank)),
-                        self._last_output(w))
+                        self.last_output(w))
             for w in self.running() if w.pid is not None
         ]
 
-    def _last_output(self, worker: Worker) -> float:
+    def last_output(self, worker: Worker) -> float:
         """When the rank last wrote (monotonic): from its pipes, or its log files' mtimes."""
         if worker.streams:
             return max(s.last_activity for s in worker.streams)
