@@ -30,7 +30,7 @@ from pathlib import Path
 from bench.common import Row, log, started, workdir
 from bench.config import BenchConfig
 from bench.launchers import torchrun_argv
-from runner.torchrun import HYDRA_PATH_VAR
+from runner.torchrun_job import HYDRA_PATH_VAR
 
 NAME = "scale"
 TITLE = "scale: N agents of one job (c10d on loopback), CPU per agent and time until all ranks run"

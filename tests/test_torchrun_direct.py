@@ -27,6 +27,7 @@ from runner.config import direct, staging
 from runner.config.hydra_run import run_hydra
 from runner.errors import ConfigError
 from runner.sweep.points import PreparedPoint
+from runner.torchrun_job import HYDRA_PATH_VAR
 
 C10D = ["--nnodes=1:2", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:29999"]
 # Each flag family of tests/test_torchrun_flags.py, several to a command line (Hydra's path
@@ -59,7 +60,7 @@ BAD = [["--role", "", "t.py"], ["--nnodes", "2", "--rdzv-endpoint", "bad host:x"
 
 
 def job_file(argv: list[str], folder: Path) -> Path:
-    """The job file `erun torchrun ARGV` writes (runner.torchrun.run_job)."""
+    """The job file `erun torchrun ARGV` writes (runner.torchrun_job.run_job)."""
     opts = torchrun.parser().parse_args(argv)
     job = torchrun.to_job(opts)
     folder.mkdir(exist_ok=True)
@@ -89,8 +90,9 @@ def leaves(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
-def assert_same(fast: PreparedPoint | None, slow: PreparedPoint) -> None:
-    assert fast is not None
+def assert_same(prepared: tuple[Any, ...] | None, slow: PreparedPoint) -> None:
+    assert prepared is not None
+    fast = PreparedPoint(*prepared)
     assert dataclasses.replace(fast.plan, run_id="") == dataclasses.replace(slow.plan, run_id="")
     assert fast.overrides == slow.overrides
     assert set(fast.files) == set(slow.files)
@@ -154,7 +156,7 @@ def test_a_run_shows_workers_and_record_what_hydras_path_does(tmp_path: Path) ->
     worker = Path(__file__).parent / "workers" / "dump_env.py"
     seen: dict[str, dict[str, str]] = {}
     files: dict[str, set[str]] = {}
-    for path_name, env in (("direct", {}), ("hydra", {torchrun.HYDRA_PATH_VAR: "1"})):
+    for path_name, env in (("direct", {}), ("hydra", {HYDRA_PATH_VAR: "1"})):
         out = tmp_path / path_name
         out.mkdir()
         result = erun(["torchrun", "--nproc-per-node=2", str(worker), str(out)], tmp_path, env=env)
@@ -167,18 +169,18 @@ def test_a_run_shows_workers_and_record_what_hydras_path_does(tmp_path: Path) ->
             shutil.rmtree(record)
         environ = json.loads((out / "env_1.json").read_text())
         seen[path_name] = {k: v.replace(str(record), "RECORD").replace(run_id, "RUN_ID")
-                           for k, v in environ.items() if k != torchrun.HYDRA_PATH_VAR}
+                           for k, v in environ.items() if k != HYDRA_PATH_VAR}
     assert files["direct"] == files["hydra"] and ".hydra/hydra.yaml" in files["direct"]
     differ = {k for k in seen["direct"].keys() | seen["hydra"].keys()
               if seen["direct"].get(k) != seen["hydra"].get(k)}
     assert differ <= {"MASTER_PORT", "ERUN_JOB_TOKEN"}, differ
-    assert os.environ.get(torchrun.HYDRA_PATH_VAR) is None
+    assert os.environ.get(HYDRA_PATH_VAR) is None
 
 
 def test_the_direct_path_imports_no_hydra() -> None:
     """What `erun torchrun` imports on its way to the agent: Hydra's import alone is ~0.25 s of CPU."""
-    code = ("import sys, runner.torchrun, runner.config.direct, runner.app, runner.config.compile, "
-            "runner.sweep.prepared, runner.runtime.agent\n"
+    code = ("import sys, runner.torchrun, runner.torchrun_job, runner.config.direct, runner.app, "
+            "runner.config.compile, runner.sweep.prepared, runner.runtime.agent\n"
             "print(sorted(m for m in sys.modules if 'hydra' in m))")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                            env=subprocess_env())

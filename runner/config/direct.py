@@ -1,5 +1,5 @@
-"""One job file run without Hydra: what `erun +job=FILE hydra.run.dir=DIR` does, for the job
-files `erun torchrun` writes (`run_job_file`).
+"""One job file prepared without Hydra: what `erun +job=FILE hydra.run.dir=DIR` prepares, for
+the job files `erun torchrun` writes (`prepare`; runner.torchrun_job runs it).
 
 Hydra's import and compose cost about 0.4-0.5 s of CPU per agent, more than erun's agent itself
 adds to a torchrun job. For this one command line (one job file, its run directory, no other
@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.config import gcpause, jobfile
+from runner.config import jobfile
 from runner.config.argv import CONFIG_NAME, path_safe, search_path_overrides
 from runner.config.hydra_run import MODE_OVERRIDE, VERSION_BASE, make_run_dir
 from runner.overrides import JOB_OVERRIDE_KEY
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
     from runner.config.sources import CompileContext
     from runner.plan import JobPlan
-    from runner.sweep.prepared import PreparedPoint
 
 CLUSTER_PRESET = "local"  # conf/config.yaml's default for the cluster group
 # Hydra's hydra/hydra_logging=default (hydra/conf/hydra/hydra_logging/default.yaml) and erun's
@@ -65,24 +64,10 @@ CHOICES: dict[str, Any] = {
 }
 
 
-def run_job_file(path: Path, record: str, environ: dict[str, str]) -> int | None:
-    """Run the job file at `path` with its record in `record`, as `erun +job=PATH
-    hydra.run.dir=RECORD` would; None (nothing done) when Hydra's path must run it."""
-    from runner.app import start
-
-    with gcpause.paused():
-        prepared = prepare(path, record, Path.cwd())
-        if prepared is None:
-            return None
-        configure_logging()
-        gcpause.resume()  # start-up is over: the job may run for days
-        return start(prepared, environ)
-
-
-def prepare(path: Path, record: str, cwd: Path) -> PreparedPoint | None:
-    """The job's plan and record files (as the Hydra path prepares them), or None."""
+def prepare(path: Path, record: str, cwd: Path) -> tuple[JobPlan, dict[str, str], tuple[str, ...]] | None:
+    """The job's plan, record files and overrides (as the Hydra path prepares the point for
+    `runner.sweep.prepared.PreparedPoint`), or None: Hydra's path must run it."""
     from runner.config.compile import compile_job
-    from runner.sweep.prepared import PreparedPoint
 
     job = jobfile.load(path)
     cfg = compose(job)
@@ -94,7 +79,7 @@ def prepare(path: Path, record: str, cwd: Path) -> PreparedPoint | None:
     make_run_dir(run_dir, private)
     plan = compile_job(cfg, ctx)
     overrides = (f"{JOB_OVERRIDE_KEY}={job.choice}",)
-    return PreparedPoint(plan, record_files(plan, cfg, job, cwd), overrides)
+    return plan, record_files(plan, cfg, job, cwd), overrides
 
 
 def compose(job: jobfile.JobFile) -> DictConfig | None:
