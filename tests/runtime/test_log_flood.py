@@ -22,7 +22,7 @@ class Recorder:
     """A console that keeps what it was given."""
 
     def __init__(self) -> None:
-        self.data = b""
+        self.data = bytearray()  # appended in place: `bytes +=` would make this test quadratic
 
     def write(self, stream: str, data: bytes) -> None:
         self.data += data
