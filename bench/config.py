@@ -61,7 +61,8 @@ ALL = ("erun", "erun-hydra", "torchrun", "floor")
 RESTART = ("erun", "erun-cold", "erun-hydra", "torchrun-fresh", "torchrun", "floor")
 AGENTS = ("erun", "erun-hydra", "torchrun")
 NODES = ("erun", "torchrun", "torchrun-fresh")
-SCALE = ("erun", "erun-plan", "torchrun")  # erun: `erun torchrun`; erun-plan: run-plan, no Hydra
+# erun: `erun torchrun`; erun-hydra: the same through Hydra; erun-plan: `erun run-plan`
+SCALE = ("erun", "erun-hydra", "erun-plan", "torchrun")
 SWEEP = ("erun -m", "erun -m slots=N", "hydra basic", "hydra joblib")  # bench/sweep.py
 
 FULL = BenchConfig(

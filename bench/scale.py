@@ -10,9 +10,11 @@ spawning, reaping). Per run:
 - `all running, N agents`: from just before the first agent starts until the last rank stamped.
 
 Every launcher gets the same rendezvous settings (last_call_timeout=1 s) and local address, and
-runs are interleaved so that load hits all alike. `erun-plan` runs the same job as plans
-(`erun run-plan`, no Hydra): the agent's own cost, apart from `erun torchrun`'s Hydra. erun
-torchrun writes its run record into the run's temporary folder (TMPDIR), as without --log-dir.
+runs are interleaved so that load hits all alike. `erun-hydra` is `erun torchrun` through Hydra
+(ERUN_TORCHRUN_HYDRA=1, as `erun +job=FILE`; the default compiles the flags without Hydra,
+runner.config.direct), `erun-plan` runs the same job as plans (`erun run-plan`): the agent's own
+cost. erun torchrun writes its run record into the run's temporary folder (TMPDIR), as without
+--log-dir.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from bench.common import Row, log, started, workdir
 from bench.config import BenchConfig
 from bench.launchers import torchrun_argv
+from runner.torchrun_job import HYDRA_PATH_VAR
 
 NAME = "scale"
 TITLE = "scale: N agents of one job (c10d on loopback), CPU per agent and time until all ranks run"
@@ -55,7 +58,7 @@ class Job:
                  f"--rdzv-endpoint={self.endpoint}", f"--rdzv-id={self.rdzv_id}",
                  "--rdzv-conf=last_call_timeout=1", "--local-addr=127.0.0.1", "--no-python", "sh", "-c",
                  STAMP, str(self.out)]
-        head = [sys.executable, "-m", "runner", "torchrun"] if launcher == "erun" else torchrun_argv()
+        head = torchrun_argv() if launcher == "torchrun" else [sys.executable, "-m", "runner", "torchrun"]
         return [*head, *flags]
 
     def plan_file(self, work: Path, index: int) -> Path:
@@ -96,7 +99,7 @@ def measure(launcher: str, nodes: int, timeout_s: float) -> tuple[float | None, 
     with workdir(f"scale-{launcher}") as work:
         out = work / "stamps"
         out.mkdir()
-        env = {"TMPDIR": str(work)}
+        env = {"TMPDIR": str(work), **({HYDRA_PATH_VAR: "1"} if launcher == "erun-hydra" else {})}
         with ExitStack() as stack:
             job = new_job(nodes, out)  # one job: the same endpoint and id for all its agents
             commands = [job.argv(launcher, work, i) for i in range(nodes)]

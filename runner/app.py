@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from runner.devices import HostInfo
     from runner.plan import JobPlan
     from runner.state import RunResult
-    from runner.sweep.points import PreparedPoint, SweepContext
+    from runner.sweep.points import SweepContext
+    from runner.sweep.prepared import PreparedPoint
 
 
 def main(argv: list[str]) -> int:
@@ -103,7 +104,7 @@ class Session:
         from hydra.core.hydra_config import HydraConfig
 
         from runner.config.compile import compile_job
-        from runner.sweep.points import PreparedPoint
+        from runner.sweep.prepared import PreparedPoint
 
         if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:  # a local sweep's point
             raise ConfigError("cluster", "differs between the sweep's points",

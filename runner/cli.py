@@ -75,7 +75,7 @@ def _status(args: Sequence[str]) -> int:
 
 def _torchrun(args: Sequence[str]) -> int:
     """`erun torchrun [torchrun flags] script args`: a torchrun command line, run by erun."""
-    from runner.torchrun import main as torchrun_main
+    from runner.torchrun_job import main as torchrun_main
 
     return torchrun_main(args)
 

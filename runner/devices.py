@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FAKE_GPU_VAR = "ERUN_FAKE_GPU_COUNT"
-# Descriptors the agent holds per worker (two pipes, a pidfd, two log files), and for itself.
-FDS_PER_WORKER = 5
-FDS_RESERVED = 64
+# Descriptors the agent holds per worker: its pidfd, two pipes and two log files; or, when the
+# open-file limit cannot hold those, only its pidfd (its ranks then write straight to their log
+# files: runner.runtime.processes.pipes_fit). And what the agent holds for itself (events,
+# selector, signal and guard pipes, torch's store sockets), with room to spare.
+FDS_PER_PIPED_WORKER = 5
+FDS_PER_WORKER = 1
+FDS_RESERVED = 40
 DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
@@ -42,7 +46,7 @@ def worker_capacity() -> Capacity:
     running = sum(1 for name in os.listdir("/proc") if name.isdigit())
     bounds = [
         Capacity(max(1, (hard - FDS_RESERVED) // FDS_PER_WORKER),
-                 f"the open-file limit is {hard} (ulimit -Hn), {FDS_PER_WORKER} per worker"),
+                 f"the open-file limit is {hard} (ulimit -Hn), at least {FDS_PER_WORKER} per worker"),
         Capacity(max(1, pid_max - running), f"pid_max is {pid_max}, {running} processes running"),
     ]
     soft_nproc, _ = resource.getrlimit(resource.RLIMIT_NPROC)

@@ -4,8 +4,9 @@
     erun torchrun --print-config --nproc-per-node 4 train.py --lr 1e-3 > train.yaml
     erun +job=train.yaml                          # the same job, now from a job file
 
-The flags become a job file (`to_job`), which is then run exactly as `erun +job=FILE` would:
-one path from flags to plan, so `--print-config` round-trips by construction. Every flag of
+The flags become a job file (`to_job`), which is then run as `erun +job=FILE` would
+(runner.torchrun_job: without Hydra, to the same plan and record): one path from flags to plan,
+so `--print-config` round-trips by construction. Every flag of
 torchrun 2.13 is accepted, and so are its `PET_<FLAG>` environment variables (a flag on the
 command line wins, as with torchrun). Flags that make no sense for erun (how often to poll,
 how to start processes) are accepted and ignored with a one-line note, so a torchrun command
@@ -19,14 +20,11 @@ import os
 import re
 import signal
 import string
-import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runner.config import staging
-from runner.errors import ConfigError, ExitStatus
+from runner.errors import ConfigError
 from runner.plan import NUMA_MODES
 
 # torchrun flags that erun accepts and ignores, and why.
@@ -46,16 +44,6 @@ ERUN_SIGNALS = {"SIGINT": "stops", "SIGTERM": "stops", "SIGHUP": "stops",
                 "SIGUSR1": "forwards", "SIGUSR2": "forwards"}
 NPROC_WORDS = ("cpu", "gpu", "auto")
 RDZV_BACKENDS = ("c10d", "static", "etcd", "etcd-v2")
-# Job keys back to the flags they came from: an error found when the job file is compiled
-# names the flag the user typed, never the temporary job file.
-FLAG_OF = {"role": "--role", "nproc": "--nproc-per-node", "nnodes": "--nnodes", "node_rank": "--node-rank",
-           "master_addr": "--master-addr", "rdzv.endpoint": "--rdzv-endpoint", "rdzv.id": "--rdzv-id",
-           "rdzv.backend": "--rdzv-backend", "rdzv.settings.local_addr": "--local-addr",
-           "rdzv.settings": "--rdzv-conf", "restart.max_restarts": "--max-restarts",
-           "restart.stop_grace_s": "--shutdown-timeout", "logs.ranks": "--local-ranks-filter",
-           "isolate_gpus": "--virtual-local-rank", "entrypoint": "training_script",
-           "module": "training_script", "exec": "training_script",
-           "args": "training_script_args", "hydra.run.dir": "--log-dir", "numa_binding": "--numa-binding"}
 # torchrun's console prefix with --tee, and the variable that replaces it (torch's names -> erun's).
 DEFAULT_TEE_PREFIX = "[{role}{local_rank}]:"
 PREFIX_TEMPLATE_VAR = "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"
@@ -214,7 +202,7 @@ def _nodes(opts: argparse.Namespace) -> dict[str, Any]:
     if not re.fullmatch(r"\d+(:\d+)?", opts.nnodes) or opts.nnodes.split(":")[0] == "0":
         raise ConfigError("--nnodes", f"is `{opts.nnodes}`", "use a number of nodes, or MIN:MAX")
     nnodes = _int_or_text(opts.nnodes)
-    if _one_node(opts):
+    if one_node(opts):
         out: dict[str, Any] = {}
         if opts.master_addr:
             out["master_addr"] = opts.master_addr
@@ -236,7 +224,7 @@ def _nodes(opts: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _one_node(opts: argparse.Namespace) -> bool:
+def one_node(opts: argparse.Namespace) -> bool:
     """A single-node job: erun then needs no rendezvous at all (torchrun's --standalone)."""
     return bool(opts.standalone) or (_int_or_text(opts.nnodes) == 1 and not opts.rdzv_endpoint
                                      and opts.rdzv_backend in (None, "static"))
@@ -335,7 +323,7 @@ def notes(opts: argparse.Namespace) -> list[str]:
     if opts.signals_to_handle != TORCHRUN_SIGNALS and unhandled:
         out.append(f"--signals-to-handle: erun does not handle {', '.join(unhandled)} (it stops the job "
                    "on SIGINT, SIGTERM, SIGHUP and forwards SIGUSR1, SIGUSR2 to the workers)")
-    if opts.local_addr and _one_node(opts):
+    if opts.local_addr and one_node(opts):
         out.append("--local-addr ignored (one node: no rendezvous to announce it to)")
     if opts.virtual_local_rank:
         out.append("--virtual-local-rank: each worker sees one GPU (isolate_gpus), as device 0; "
@@ -371,73 +359,3 @@ def job_file_stem(name: str) -> str:
     if not stem or not stem[0].isalpha() or stem.lower() in YAML_WORDS:
         stem = f"job_{stem}".rstrip("_")
     return stem
-
-
-def main(args: Sequence[str]) -> int:
-    opts = parser().parse_args(list(args))
-    job = to_job(opts)
-    lines = notes(opts)
-    check_logs_specs(opts.logs_specs)
-    if opts.print_config:
-        sys.stdout.write(render(job, args))
-        return 0
-    for line in lines:
-        print(f"erun: note: {line}", file=sys.stderr)
-    try:
-        return run_job(opts, job)
-    except staging.StartupStopped as stop:  # the staging folder is gone already
-        return ExitStatus.for_signal(stop.signum)
-
-
-def run_job(opts: argparse.Namespace, job: dict[str, Any]) -> int:
-    """The job file in a staging folder that never outlives erun (runner.config.staging), run by erun."""
-    from runner.app import main as app_main
-
-    with staging.staging_dir() as staged:
-        folder = str(staged)
-        path = Path(folder) / f"{job_file_stem(job['name'])}.yaml"
-        path.write_text(render(job))
-        dry = [f"--dry-run={opts.dry_run}"] if opts.dry_run else []
-        record = record_dir(opts)
-        try:
-            return app_main([f"+job={path}", *[f"hydra.run.dir={record}"] * bool(record), *dry])
-        except ConfigError as e:
-            if record and not os.listdir(record):  # refused before it started: leave nothing
-                os.rmdir(record)
-            if e.source is None or folder not in e.source:
-                raise
-            raise as_flag_error(e, folder) from None
-
-
-def record_dir(opts: argparse.Namespace) -> str:
-    """Without --log-dir, torchrun writes nothing where it runs (its logs go to a temporary
-    folder): so erun's run record goes to a new temporary folder too, which erun's last line
-    names ("run dir ..."). With --log-dir D, torchrun's folder D/<rdzv_id>_<random>/, made as
-    torchrun makes it (its rank logs go under it, erun's record files beside them). "": a dry
-    run writes nothing."""
-    if opts.dry_run:
-        return ""
-    if opts.log_dir:
-        os.makedirs(opts.log_dir, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f"{_run_id(opts)}_", dir=opts.log_dir)
-    return tempfile.mkdtemp(prefix="erun-torchrun-run-")
-
-
-def _run_id(opts: argparse.Namespace) -> str:
-    """torchrun's run id: a fresh uuid4 on one node (it turns --standalone and a lone static
-    node into c10d at localhost:0), else --rdzv-id."""
-    import uuid
-
-    one = opts.standalone or (_one_node(opts) and opts.master_port is None)
-    return str(uuid.uuid4()) if one else opts.rdzv_id
-
-
-def as_flag_error(e: ConfigError, folder: str) -> ConfigError:
-    """The same error, about the flag that set the key instead of the temporary job file
-    (which `folder` holds: a path the user never wrote is left out of the message)."""
-    key = e.key or ""
-    e.problem = re.sub(re.escape(folder) + r"[^\s,;)]*(, )?", "", e.problem)
-    flag = next((f for k, f in FLAG_OF.items() if key == k or key.startswith(k + ".")), None)
-    inner = key.removeprefix("rdzv.settings.") if flag == "--rdzv-conf" else ""
-    problem = f"{inner + ' ' if inner else ''}{e.problem}" if flag else f"{key} {e.problem}".strip()
-    return ConfigError(flag, problem if flag else f"torchrun flags: {problem}", e.fix)

@@ -7,6 +7,7 @@ own open-file soft limit to the hard one (workers keep theirs), so 200 workers r
 from __future__ import annotations
 
 import math
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -90,10 +91,30 @@ def test_two_hundred_workers_run_under_ulimit_n_256_and_keep_their_limit(tmp_pat
     assert len(limits) == 200 and set(limits) == {"256"}
 
 
+def _hard_nofile_256() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+
+def test_200_workers_run_under_a_hard_limit_of_256_writing_their_own_logs(tmp_path: Path) -> None:
+    """No room for pipes (five descriptors a worker): each rank appends to its own log files, the
+    agent holds only its pidfd, says so once, and the record is complete (torchrun runs 200 too)."""
+    argv = [sys.executable, "-m", "runner", "torchrun", "--nproc-per-node=200", "--log-dir", "logs",
+            "--no-python", "sh", "-c", 'echo "out $RANK"; echo "err $RANK" >&2']
+    result = subprocess.run(argv, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True,
+                            timeout=240, preexec_fn=_hard_nofile_256)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("erun: the open-file limit (256) holds no pipes for 200 workers") == 1
+    assert "out " not in result.stdout
+    ranks = sorted(tmp_path.glob("logs/*/attempt_0/*"), key=lambda p: int(p.name))
+    assert len(ranks) == 200
+    assert all((r / "stdout.log").read_text() == f"out {r.name}\n" and
+               (r / "stderr.log").read_text() == f"err {r.name}\n" for r in ranks)
+
+
 def test_more_workers_than_the_hard_open_file_limit_allows_are_refused_up_front(project: Path) -> None:
-    command = f"ulimit -n 256 && exec {sys.executable} -m runner +job=train.yaml nproc=200"
+    command = f"ulimit -n 256 && exec {sys.executable} -m runner +job=train.yaml nproc=300"
     result = subprocess.run(["bash", "-c", command], cwd=project, env=subprocess_env(),
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.startswith("erun: error: command line: `nproc` is 200, more than this machine")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("erun: error: command line: `nproc` is 300, more than this machine")
     assert "the open-file limit is 256" in result.stderr and not (project / "STARTED").exists()

@@ -43,6 +43,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "api":        (("runner.api.*", "runner.compat"),    ("foundation", "config", "runtime", "record",
                                                            "worker", "entry")),
     "entry":      (("runner", "runner.__main__", "runner.cli", "runner.app", "runner.torchrun",
+                    "runner.torchrun_job",
                     "hydra_plugins.erun_launcher.*"),      (ANY,)),
 }
 

@@ -243,12 +243,15 @@ def _raise_as_hydra_does(error: Exception, cfg: DictConfig) -> None:
 
 
 def _make_run_dir(cfg: DictConfig) -> None:
-    """Hydra's run directory, the user's only unless `logs.private=false`; one line when it
-    cannot be made (a read-only or full disk), before anything starts."""
     from omegaconf import OmegaConf
 
-    run_dir = Path(cfg.hydra.runtime.output_dir)
     private = OmegaConf.select(cfg, "logs.private", default=True) is not False
+    make_run_dir(Path(cfg.hydra.runtime.output_dir), private)
+
+
+def make_run_dir(run_dir: Path, private: bool) -> None:
+    """Hydra's run directory, the user's only unless `logs.private=false`; one line when it
+    cannot be made (a read-only or full disk), before anything starts."""
     try:
         run_dir.mkdir(mode=dir_mode(private), parents=True, exist_ok=True)
     except OSError as e:

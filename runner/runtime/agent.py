@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import signal
 import sys
 import time
@@ -76,6 +77,7 @@ class Agent:
         self._events: record.EventLog | None = None
         self._notes: Notes | None = None
         self._cpus: dict[int, frozenset[int]] = {}  # numa_binding: local rank -> CPUs
+        self._to_files = False  # no room for pipes under the open-file limit (runner.runtime.processes)
         self._custody = Custody(self.token, self._event, self._note)
         self._timers: FileTimerServer | None = None
         # A stop signal that arrived while a failed group was being stopped: it ends the job.
@@ -107,7 +109,7 @@ class Agent:
     def _supervised_run(self) -> RunResult:
         """Handlers and the guard exist before the first worker does, and outlive the last."""
         assert self._paths is not None
-        processes.raise_fd_limit()  # five descriptors a worker: 200 workers pass `ulimit -n 256`
+        processes.raise_fd_limit()  # up to five descriptors a worker (runner.devices.FDS_PER_PIPED_WORKER)
         if file_timers_enabled(self.plan, self.environ):
             self._timers = FileTimerServer(self._paths.timer_fifo)
         self._custody.start()  # last: `finally` leaves the cgroup
@@ -196,6 +198,12 @@ class Agent:
         self._cpus, bound = numa.binding(self.plan.numa_binding, self.plan.nproc, base_env)
         if bound:
             self._note(bound)
+        self._to_files = not processes.pipes_fit(self.plan.nproc)
+        if self._to_files:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            self._note(f"the open-file limit ({soft}) holds no pipes for {self.plan.nproc} workers: each "
+                       "rank writes straight to its log files, and the console shows none of it "
+                       "(raise ulimit -n to see it)")
         omp = omp_default(self.plan, base_env)
         if omp is not None:
             self._note(f"OMP_NUM_THREADS={omp} for each of {self.plan.nproc} workers "
@@ -212,7 +220,7 @@ class Agent:
         ctx = AttemptContext(group_round.restart_count, group_round.master_addr, group_round.master_port,
                              self.token, timer_file, group_round.agent_store)
         group = WorkerGroup(self.plan, self._paths, attempt, group_round.layout, self._worker_changed,
-                            self.console, self._keeper.dropped, self._cpus)
+                            self.console, self._keeper.dropped, self._cpus, self._to_files)
         result = AttemptResult(attempt=attempt, master_port=ctx.master_port, start=time.time(),
                                restart_count=group_round.restart_count, nodes=group_round.nodes)
         self._event("group_state", attempt=attempt, state=WorkerState.INIT.value, master_port=ctx.master_port,

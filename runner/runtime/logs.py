@@ -29,6 +29,53 @@ CONTINUED = b"(cont) "
 DRAIN_BYTES = 64 * 1024 * 1024
 
 
+class ConsoleLines:
+    """One stream's bytes in, console lines out: complete lines, and a line longer than LINE_MAX
+    as pieces of LINE_MAX (continuations marked). Only new data is scanned and the kept tail is
+    bounded, so a line without a newline costs linear time and bounded memory."""
+
+    def __init__(self) -> None:
+        self.partial = b""  # the unterminated tail, never longer than LINE_MAX
+        self._continued = False  # whether `partial` continues a line already partly shown
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The console lines `data` completes (without their newlines)."""
+        *lines, tail = data.split(b"\n")
+        out: list[bytes] = []
+        if lines:
+            lines[0] = self.partial + lines[0]
+            self.partial = b""
+            for line in lines:
+                out += self._pieces(line)
+                self._continued = False
+        self.partial += tail
+        while len(self.partial) >= LINE_MAX:
+            out.append(self._mark(self.partial[:LINE_MAX]))
+            self.partial = self.partial[LINE_MAX:]
+            self._continued = True
+        return out
+
+    def flush(self) -> bytes | None:
+        """The unterminated tail as a last console line (None when there is none)."""
+        if not self.partial:
+            return None
+        last, self.partial = self._mark(self.partial), b""
+        return last
+
+    def _pieces(self, line: bytes) -> list[bytes]:
+        """A complete line as console lines of at most LINE_MAX bytes (continuations marked)."""
+        if not line and self._continued:  # the newline right after a full piece: no empty line
+            return []
+        pieces = []
+        for at in range(0, max(1, len(line)), LINE_MAX):
+            pieces.append(self._mark(line[at:at + LINE_MAX]))
+            self._continued = True
+        return pieces
+
+    def _mark(self, piece: bytes) -> bytes:
+        return CONTINUED + piece if self._continued else piece
+
+
 class OutputStream:
     """One pipe of one worker: drains to a file, and line-wise to the console (`stream` is
     "stdout" or "stderr": where on the console its lines go)."""
@@ -47,8 +94,7 @@ class OutputStream:
         self._console = console
         self._stream = stream
         self._prefix = prefix
-        self._partial = b""  # the unterminated tail, never longer than LINE_MAX
-        self._continued = False  # whether _partial continues a line already partly shown
+        self._lines = ConsoleLines()
         self.last_line = b""
         self.last_activity = time.monotonic()
         self.open = True
@@ -80,37 +126,10 @@ class OutputStream:
         self.close()
 
     def _echo(self, data: bytes) -> None:
-        """Complete lines (and full LINE_MAX pieces of a longer one) to the console; only the
-        new data is scanned, and the kept tail is bounded."""
-        *lines, tail = data.split(b"\n")
-        out: list[bytes] = []
-        if lines:
-            lines[0] = self._partial + lines[0]
-            self._partial = b""
-            for line in lines:
-                out += self._pieces(line)
-                self._continued = False
-        self._partial += tail
-        while len(self._partial) >= LINE_MAX:
-            out.append(self._mark(self._partial[:LINE_MAX]))
-            self._partial = self._partial[LINE_MAX:]
-            self._continued = True
+        out = self._lines.feed(data)
         if out:
             self.last_line = out[-1]
             self._write_console(out)
-
-    def _pieces(self, line: bytes) -> list[bytes]:
-        """A complete line as console lines of at most LINE_MAX bytes (continuations marked)."""
-        if not line and self._continued:  # the newline right after a full piece: no empty line
-            return []
-        pieces = []
-        for at in range(0, max(1, len(line)), LINE_MAX):
-            pieces.append(self._mark(line[at:at + LINE_MAX]))
-            self._continued = True
-        return pieces
-
-    def _mark(self, piece: bytes) -> bytes:
-        return CONTINUED + piece if self._continued else piece
 
     def _write_console(self, lines: list[bytes]) -> None:
         if self._console is None:
@@ -122,10 +141,10 @@ class OutputStream:
         if not self.open:
             return
         self.open = False
-        if self._partial:
-            self.last_line = self._mark(self._partial)
-            self._write_console([self.last_line])
-            self._partial = b""
+        rest = self._lines.flush()
+        if rest is not None:
+            self.last_line = rest
+            self._write_console([rest])
         if self._file >= 0:
             os.close(self._file)
 

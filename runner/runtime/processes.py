@@ -23,8 +23,9 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from runner.devices import nofile_ceiling
+from runner.devices import FDS_PER_PIPED_WORKER, FDS_RESERVED, nofile_ceiling
 from runner.errors import LaunchError
 from runner.runtime.numa import format_ranges
 
@@ -53,6 +54,13 @@ def raise_fd_limit() -> None:
     except (ValueError, OSError):  # not allowed here: the capacity check already used the hard limit
         return
     _saved_nofile = _saved_nofile or (soft, hard)
+
+
+def pipes_fit(workers: int) -> bool:
+    """Whether the open-file limit (as raised) holds pipes and open log files for `workers`;
+    else each worker writes straight to its log files (`spawn(output=...)`), one descriptor each."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft == resource.RLIM_INFINITY or soft >= FDS_RESERVED + workers * FDS_PER_PIPED_WORKER
 
 
 def _die_with_parent(parent_pid: int, nofile: tuple[int, int] | None = None,
@@ -96,18 +104,24 @@ class Process:
 
     def close(self) -> None:
         for fd in (self.pidfd, self.stdout_fd, self.stderr_fd):
-            if fd not in self.closed_fds:
+            if fd >= 0 and fd not in self.closed_fds:
                 self.closed_fds.add(fd)
                 os.close(fd)
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
-          pass_fds: Sequence[int] = (), cpus: frozenset[int] | None = None) -> Process:
+          pass_fds: Sequence[int] = (), cpus: frozenset[int] | None = None,
+          output: tuple[Path, Path, int] | None = None) -> Process:
     """Start a worker in its own session, output to pipes the agent reads (and `pass_fds` open),
     bound to `cpus` when given (numa_binding: set before the worker's first instruction, so
-    every thread it starts inherits it)."""
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    every thread it starts inherits it). With `output` (stdout file, stderr file, mode), the
+    worker appends to those files itself and the agent keeps no pipe (stdout_fd/stderr_fd -1)."""
+    if output is not None:
+        out_w, err_w = (_log_file(path, output[2]) for path in output[:2])
+        out_r = err_r = -1
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
     parent = os.getpid()
     command: list[str] = list(argv)
     nofile = _saved_nofile
@@ -127,15 +141,26 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
         )
     except OSError as e:
         for fd in (out_r, err_r):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         raise LaunchError(f"cannot start `{argv[0]}`: {e.strerror}"
                           f"{f' (cwd {cwd})' if cwd else ''}") from None
     finally:
         os.close(out_w)
         os.close(err_w)
     for fd in (out_r, err_r):
-        os.set_blocking(fd, False)
+        if fd >= 0:
+            os.set_blocking(fd, False)
     return Process(popen, os.pidfd_open(popen.pid), out_r, err_r)
+
+
+def _log_file(path: Path, mode: int) -> int:
+    """A worker's log file, opened for appending; /dev/null when the disk refuses it (a full
+    or deleted run directory must not stop the worker)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
 def bind_threads(pid: int, cpus: frozenset[int]) -> None:

@@ -95,9 +95,11 @@ class WorkerGroup:
         self, plan: JobPlan, paths: RunPaths, attempt: int,
         layout: RankLayout = SINGLE_NODE, observer: StateObserver | None = None,
         console: Console | None = None, dropped: DroppedWrites | None = None,
-        cpus: Mapping[int, frozenset[int]] | None = None,
+        cpus: Mapping[int, frozenset[int]] | None = None, to_files: bool = False,
     ) -> None:
         self.console = console or Console()
+        # The open-file limit holds no pipes for these workers: each writes straight to its log files.
+        self.to_files = to_files
         self.dropped = dropped or DroppedWrites()
         self.plan = plan
         self.paths = paths
@@ -127,7 +129,8 @@ class WorkerGroup:
             cpus = self.cpus.get(worker.local_rank)
             process = spares.take(worker.local_rank, argv, env, self.plan.cwd, cpus) if spares else None
             worker.warm = process is not None
-            worker.process = process or processes.spawn(argv, env, self.plan.cwd, cpus=cpus)
+            worker.process = process or processes.spawn(argv, env, self.plan.cwd, cpus=cpus,
+                                                         output=self._files(worker))
             worker.start = time.time()
             worker.streams = self._streams(worker)
             self._set(worker, WorkerState.HEALTHY)
@@ -143,8 +146,18 @@ class WorkerGroup:
                           self.layout, heartbeat_file=str(self.paths.heartbeat(attempt, rank)),
                           result_file=str(self.paths.result(attempt, rank)))
 
+    def _files(self, worker: Worker) -> tuple[Path, Path, int] | None:
+        """Where a worker that has no pipes writes (None: it has pipes, the usual way)."""
+        if not self.to_files:
+            return None
+        rank = worker.rank
+        return (self.paths.stdout(self.attempt, rank), self.paths.stderr(self.attempt, rank),
+                file_mode(self.plan.logs.private))
+
     def _streams(self, worker: Worker) -> list[logs.OutputStream]:
         assert worker.process is not None
+        if worker.process.stdout_fd < 0:  # it writes its log files itself
+            return []
         plan = self.plan
         prefix = logs.make_prefix(plan.logs.prefix, worker.rank, worker.local_rank, plan.role, self.attempt,
                                   plan.logs.prefix_space)
@@ -197,9 +210,20 @@ class WorkerGroup:
         """What the health monitor needs of each running rank."""
         return [
             WatchedRank(w.rank, w.pid, str(self.paths.heartbeat(self.attempt, w.rank)),
-                        max(s.last_activity for s in w.streams))
+                        self.last_output(w))
             for w in self.running() if w.pid is not None
         ]
+
+    def last_output(self, worker: Worker) -> float:
+        """When the rank last wrote (monotonic): from its pipes, or its log files' mtimes."""
+        if worker.streams:
+            return max(s.last_activity for s in worker.streams)
+        paths = (self.paths.stdout(self.attempt, worker.rank), self.paths.stderr(self.attempt, worker.rank))
+        wrote = worker.start or time.time()
+        for path in paths:
+            with contextlib.suppress(OSError):  # not written yet, or the run dir is gone
+                wrote = max(wrote, path.stat().st_mtime)
+        return time.monotonic() - max(0.0, time.time() - wrote)
 
     def running(self) -> list[Worker]:
         return [w for w in self.workers if w.running]

@@ -15,7 +15,7 @@ import enum
 import json
 import signal
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -24,10 +24,9 @@ from hydra.errors import CompactHydraException
 from runner.devices import HostInfo
 from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus
 from runner.overrides import override_key
-from runner.paths import PRIVATE_DIR_MODE, RunPaths, SweepPaths
-from runner.plan import JobPlan
+from runner.paths import RunPaths, SweepPaths
 from runner.record.read import read_json, read_overrides
-from runner.record.writer import write_start_files
+from runner.sweep.prepared import PreparedPoint
 from runner.words import display_path
 
 
@@ -45,24 +44,6 @@ class PointState(str, enum.Enum):
     @property
     def ok(self) -> bool:
         return self in (PointState.SUCCEEDED, PointState.SKIPPED)
-
-
-@dataclass(frozen=True)
-class PreparedPoint:
-    """A point ready to run: its plan, and the files its run directory gets before the agent
-    starts (Hydra's .hydra/ record and job.yaml), as text."""
-
-    plan: JobPlan
-    files: Mapping[str, str]
-    overrides: tuple[str, ...]
-    env_set: Mapping[str, str] = field(default_factory=dict)  # Hydra's hydra.job.env_set: the agent's env
-
-    def write_files(self) -> None:
-        """Written whole, never through a link; ConfigError when the disk refuses (runner.record.writer)."""
-        run_dir = Path(self.plan.run_dir)
-        if self.plan.logs.private and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.chmod(PRIVATE_DIR_MODE)  # Hydra made it for this point, as the umask allowed
-        write_start_files(self.files, self.plan.logs.private)
 
 
 @runtime_checkable

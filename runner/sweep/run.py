@@ -35,6 +35,7 @@ from typing import BinaryIO
 
 from runner.errors import ErunError
 from runner.runtime import processes
+from runner.runtime.logs import ConsoleLines
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
 from runner.sweep.points import PointResult, PointState, SweepPoint, outcome_of
 from runner.sweep.slots import SlotKind, SlotPool, first_fit
@@ -54,7 +55,7 @@ class RunningPoint:
     process: processes.Process
     log: BinaryIO | None
     grace_s: float
-    partial: dict[int, bytes] = field(default_factory=dict)
+    lines: dict[int, ConsoleLines] = field(default_factory=dict)  # per pipe: its half-read line
 
     @property
     def label(self) -> bytes:
@@ -247,23 +248,22 @@ class SweepRun:
                 return False
             if running.log is not None:
                 running.log.write(chunk)
-            self._write_lines(running, fd, running.partial.pop(fd, b"") + chunk)
+            self._write_lines(running, fd, running.lines.setdefault(fd, ConsoleLines()).feed(chunk))
             if not drain:
                 return True
 
-    def _write_lines(self, running: RunningPoint, fd: int, data: bytes) -> None:
-        *lines, rest = data.split(b"\n")
-        if rest:
-            running.partial[fd] = rest
+    def _write_lines(self, running: RunningPoint, fd: int, lines: list[bytes]) -> None:
+        """Console lines of the point's pipe `fd`, labelled (a line without a newline comes in
+        pieces of runner.runtime.logs.LINE_MAX: linear time, bounded memory, as for ranks)."""
         if lines:
             stream = self.streams.out if fd == running.process.stdout_fd else self.streams.err
             stream.write(b"".join(prefixed(running.label, line) for line in lines))
             stream.flush()
 
     def _flush_partial(self, running: RunningPoint, fd: int) -> None:
-        rest = running.partial.pop(fd, b"")
-        if rest:
-            self._write_lines(running, fd, rest + b"\n")
+        rest = running.lines.pop(fd, ConsoleLines()).flush()
+        if rest is not None:
+            self._write_lines(running, fd, [rest])
 
     def _on_exit(self, running: RunningPoint) -> None:
         """RUNNING -> SUCCEEDED | FAILED | INTERRUPTED: the agent has exited."""

@@ -145,3 +145,26 @@ def test_a_rank_that_survives_sigkill_does_not_wedge_the_stop(
     notes = [e["message"] for e in read_events(Path(plan.run_dir)) if e["event"] == "note"]
     stuck = [n for n in notes if n.startswith("rank 0 (pid") and "survived SIGKILL for 0.5 s" in n]
     assert len(stuck) == 1 and stuck[0] in capfd.readouterr().err
+
+
+def test_a_rank_writing_its_own_log_files_is_as_active_as_their_last_write(tmp_path: Path) -> None:
+    """Without pipes (a tight open-file limit), a rank's output activity, which the stall watchdog
+    reads, is its log files' modification time."""
+    import os
+    import time
+
+    from runner.paths import RunPaths
+    from runner.plan import EntrypointKind, EntrypointPlan
+    from runner.runtime.workers import WorkerGroup
+
+    paths = RunPaths(tmp_path / "run")
+    plan = JobPlan(EntrypointPlan(EntrypointKind.EXEC, "true", ()), 1, str(paths.run_dir), "r1")
+    group = WorkerGroup(plan, paths, attempt=0, to_files=True)
+    worker = group.workers[0]
+    worker.start = time.time() - 100
+    assert time.monotonic() - group.last_output(worker) >= 99  # nothing written: since its start
+    log = paths.stderr(0, worker.rank)
+    log.parent.mkdir(parents=True)
+    log.write_text("x")
+    os.utime(log, (time.time() - 30, time.time() - 30))
+    assert 29 <= time.monotonic() - group.last_output(worker) < 60

@@ -290,3 +290,25 @@ def test_round_store_outlives_the_round_info_regression_etcd(tmp_path: Any) -> N
     gc.collect()
     assert member._store is not None
     assert member._store.add("exit", 1) == 1
+
+
+def test_torchs_event_names_come_without_inspect_stack() -> None:
+    """The agent names the caller of each rendezvous event as torch's get_method_name does."""
+    import inspect
+
+    from torch.distributed.elastic.rendezvous import dynamic_rendezvous
+
+    from runner.runtime.rendezvous import method_name
+
+    def torchs(depth: int = 2) -> str:  # torch 2.13's get_method_name
+        return inspect.stack()[depth].function if len(inspect.stack()) > depth else "no_method_name"
+
+    def record_event() -> tuple[str, str, str]:
+        return dynamic_rendezvous.get_method_name(), torchs(), method_name(1)
+
+    def sync_round() -> tuple[str, str, str]:
+        return record_event()
+
+    ours, theirs, caller = sync_round()
+    assert ours == theirs == "sync_round" and caller == "record_event"
+    assert method_name(10_000) == torchs(10_000) == "no_method_name"

@@ -113,3 +113,23 @@ def test_two_points_sharing_a_folder_are_an_error_before_anything_runs(tmp_path:
         assert done.returncode == 2, done.stderr
         assert "`hydra.sweep.subdir` puts point 0 [a=0] and point 1 [a=1] in the same folder" in done.stderr
         assert not list(markers.iterdir())  # nothing ran
+
+
+def test_a_point_writing_20_mb_without_a_newline_is_linear_and_split(hydra_sweep_runner: Any, tmp_path: Path,
+                                                                   capfdbinary: Any) -> None:
+    """The sweep reads a point's pipe as the agent reads a rank's: only new data is scanned, and
+    the console gets pieces of LINE_MAX (once re-joining the tail on every read was quadratic)."""
+    from runner.runtime.logs import CONTINUED, LINE_MAX
+
+    def task(cfg: Any) -> Any:
+        chunk = b"z" * 1_000_000
+        for _ in range(20):
+            os.write(1, chunk)
+        return cfg.a
+
+    with sweep_of(hydra_sweep_runner, task, tmp_path, "+a=7") as sweep:
+        assert [r.return_value for r in sweep.returns[0]] == [7]
+    lines = [line for line in capfdbinary.readouterr().out.split(b"\n") if b"zzz" in line]
+    assert sum(line.count(b"z") for line in lines) == 20_000_000
+    assert len(lines) == -(-20_000_000 // LINE_MAX) and max(map(len, lines)) <= LINE_MAX + 40
+    assert all(CONTINUED in line for line in lines[1:]) and CONTINUED not in lines[0]
