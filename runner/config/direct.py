@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from runner.config import jobfile
 from runner.config.argv import CONFIG_NAME, path_safe, search_path_overrides
 from runner.config.hydra_run import MODE_OVERRIDE, VERSION_BASE, make_run_dir
-from runner.overrides import JOB_OVERRIDE_KEY
+from runner.overrides import JOB_OVERRIDE_KEY, TYPED_JOB
 from runner.paths import RunPaths
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def prepare(path: Path, record: str, cwd: Path) -> tuple[JobPlan, dict[str, str]
     private = cfg.logs.private is not False
     make_run_dir(run_dir, private)
     plan = compile_job(cfg, ctx)
-    overrides = (f"{JOB_OVERRIDE_KEY}={job.choice}",)
+    overrides = (typed_job(job),)
     return plan, record_files(plan, cfg, job, cwd), overrides
 
 
@@ -130,6 +130,11 @@ def configure_logging() -> None:
     logging.config.dictConfig(JOB_LOGGING)
 
 
+def typed_job(job: jobfile.JobFile) -> str:
+    """The job override as the Hydra path records it: as typed (runner.overrides), `+job=FILE`."""
+    return f"{TYPED_JOB}{job.path}"
+
+
 def record_files(plan: JobPlan, cfg: DictConfig, job: jobfile.JobFile, cwd: Path) -> dict[str, str]:
     """job.yaml and .hydra/, as `runner.app.record_files` renders them."""
     from omegaconf import OmegaConf
@@ -139,7 +144,7 @@ def record_files(plan: JobPlan, cfg: DictConfig, job: jobfile.JobFile, cwd: Path
     assert plan.config_file is not None
     folder = RunPaths(Path(plan.run_dir)).hydra_dir
     secrets = plan.secret_env()
-    task = [f"{JOB_OVERRIDE_KEY}={job.choice}"]
+    task = [typed_job(job)]
     return {
         plan.config_file: redacted_config(cfg, plan, resolve=True),
         str(folder / "config.yaml"): redacted_config(cfg, plan, resolve=False),
