@@ -113,9 +113,10 @@ def test_what_the_cluster_cannot_run_is_refused_in_one_line(tmp_path: Path, clus
 
 def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[str, str],
                                              slurm: SlurmCluster) -> None:
+    """Each worker gets Slurm's SIGTERM once: the agents do not send it again (nor srun)."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    worker_job(tmp_path, "hang.py", markers)
+    worker_job(tmp_path, "preemptible.py", markers)
     argv = [sys.executable, "-m", "runner", "+job=job.yaml", "nnodes=2", "cluster=slurm", "--wait"]
     follower = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(cluster_env), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -135,6 +136,8 @@ def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[
     assert f"Slurm job {job_ids[0]} ended CANCELLED" in err
     wait_for(lambda: not slurm.jobs() and not slurm.steps_alive(), 30, "the job and its steps gone")
     assert not any(alive(pid) for pid in pids)
+    assert [json.loads((markers / f"signals_a0_r{rank}.json").read_text()) for rank in range(4)] == [
+        {"USR1": 0, "TERM": 1}] * 4
     assert time.monotonic() - started < 30
     assert not [p for p in psutil.process_iter(["cmdline"]) if "runner.cluster.node" in " ".join(
         p.info["cmdline"] or [])]
@@ -145,11 +148,14 @@ def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[
 def test_scancel_signal_reaches_each_worker_exactly_once(tmp_path: Path, cluster_env: dict[str, str],
                                                           slurm: SlurmCluster, scope: list[str]) -> None:
     """Slurm signals every process of the step (and srun passes a batch signal on to the whole
-    step): the agents must not forward it again (regression: each worker got SIGUSR1 2-3 times)."""
+    step): the agents must not forward it again (regression: each worker got SIGUSR1 2-3 times).
+    (With cluster.warning_s, a SIGUSR1 to the batch script is Slurm's warning of the end: the
+    preemption test below.)"""
     markers = tmp_path / "markers"
     markers.mkdir()
     worker_job(tmp_path, "count_signals.py", markers)
-    done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm"], tmp_path, cluster_env)
+    no_warning = ["cluster.warning_s=0"] if scope else []
+    done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm", *no_warning], tmp_path, cluster_env)
     assert done.returncode == 0, done.stderr
     wait_for(lambda: len(list(markers.glob("ready_a0_r*"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
     slurm.run(["scancel", *scope, "--signal=USR1", *slurm.jobs()])
