@@ -54,6 +54,9 @@ def test_success_returns_the_run_result_and_records_the_run(erun: Erun) -> None:
     run_dir = Path(plan.run_dir)
     assert JobPlan.from_dict(json.loads((run_dir / "plan.json").read_text())) == plan
     summary = read_summary(run_dir)
+    (segment,) = summary.pop("segments")  # the record's one segment (a rerun would add one)
+    assert (segment["segment"], segment["state"], segment["attempts"], segment["pid"]) == (
+        1, "SUCCEEDED", [0], os.getpid())
     assert summary == json.loads(json.dumps(result.to_dict()))
     assert (summary["state"], summary["exit_code"], summary["attempts"], summary["restarts"]) == (
         "SUCCEEDED", 0, 1, 0)
