@@ -263,6 +263,7 @@ def test_a_rerun_into_a_used_run_directory_continues_its_record(tmp_path: Path, 
     assert report.returncode == 0, report.stderr
     assert "attempt 0  SUCCEEDED" in report.stdout and "attempt 1  SUCCEEDED" in report.stdout
     assert "segment 1  started" in report.stdout and "SUCCEEDED (exit 0), attempt 1" in report.stdout
+    assert "<h2>Segments</h2>" in (out / "report.html").read_text()
     status = erun(["status", run_dir], tmp_path)
     assert status.returncode == 0 and status.stdout.count("segment:") == 2, status.stdout
 

@@ -16,7 +16,8 @@ Slurm then stops the step (SIGTERM to every process, once: the agents do not sen
 runs the batch script anew; each node's agent continues its node_N/ record with a new segment,
 attempt numbers and TORCHELASTIC_RESTART_COUNT going on (runner.record.continuation).
 SIGTERM to this process (scancel, the requeue itself) is Slurm stopping the job: the step gets it
-from Slurm, so it is not passed on; this process waits for srun to end.
+from Slurm, so it is not passed on; this process waits for srun to end. SIGINT, SIGHUP and SIGUSR2
+are passed on to srun; a second warning is not.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from runner.record.model import PREEMPTED_EVENT
 from runner.record.writer import EventLog
 
 PREEMPTED_REASON = "preempted"
+# Signals to the batch script alone (scancel --batch) that srun passes on to the step, as it did
+# when the script exec'd it. SIGTERM is not: Slurm sends it to every process when it ends the job.
+PASSED_ON = (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 
 
 def requeue_allowed(plan: JobPlan) -> bool:
@@ -87,7 +91,7 @@ def run(plan_path: Path, warning_s: int, step_argv: Sequence[str], environ: dict
     inbox, wakeup = socket.socketpair()
     inbox.setblocking(False)
     wakeup.setblocking(False)
-    for signum in (signal.SIGUSR1, signal.SIGTERM):
+    for signum in (signal.SIGUSR1, signal.SIGTERM, *PASSED_ON):
         signal.signal(signum, lambda number, frame: None)  # the wakeup fd carries it
     signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
     step = subprocess.Popen(list(step_argv))  # exec resets the handlers: srun has its own
@@ -99,6 +103,8 @@ def run(plan_path: Path, warning_s: int, step_argv: Sequence[str], environ: dict
         ready, _, _ = select.select([inbox.fileno(), pidfd], [], [], timeout)
         ended = pidfd in ready
         received = _drain(inbox) if inbox.fileno() in ready else b""
+        for number in (n for n in received if n in PASSED_ON):
+            step.send_signal(number)  # as srun, exec'd by the script, would have had it
         if signal.SIGUSR1 in received and warned is None:
             warned = time.monotonic()
             allowed = requeue_allowed(plan)

@@ -44,6 +44,13 @@ def test_dry_run_prints_the_batch_script_and_submits_nothing(tmp_path: Path) -> 
     assert not (tmp_path / "outputs").exists()
 
 
+def test_a_restart_rule_may_name_the_preempted_reason(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path, extra="restart:\n  rules:\n    - {action: give_up, reasons: [preempted]}\n")
+    done = erun(["+job=train.yaml", "nnodes=2", "cluster=slurm", "--dry-run=json"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["plan"]["restart"]["rules"][0]["reasons"] == ["preempted"]
+
+
 def test_warning_s_0_asks_for_no_warning_and_no_requeue(tmp_path: Path) -> None:
     write_recorder_job(tmp_path)
     done = erun(["+job=train.yaml", "nnodes=2", "cluster=slurm", "cluster.warning_s=0", "--dry-run"],
