@@ -45,8 +45,10 @@ class Continuation:
         before its own and every segment listed; `segment` is this one's row."""
         if not self.continues:
             return {**summary, "segments": [dict(segment)]}
-        per_attempt = [*self.earlier_attempts, *summary.get("per_attempt", [])]
-        return {**summary, "per_attempt": per_attempt, "attempts": len(per_attempt),
+        own = summary.get("per_attempt", [])
+        per_attempt = [*self.earlier_attempts, *own]
+        restarts = summary.get("restarts") if own else max(0, self.restart_count - 1)  # none of its own yet
+        return {**summary, "per_attempt": per_attempt, "attempts": len(per_attempt), "restarts": restarts,
                 "segments": [*self.earlier_segments, dict(segment)]}
 
 

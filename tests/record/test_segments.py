@@ -62,6 +62,9 @@ def test_the_summary_keeps_earlier_attempts_and_lists_every_segment() -> None:
                             {"segment": 2, "state": "SUCCEEDED"})
     assert [a["attempt"] for a in merged["per_attempt"]] == [0, 1, 2] and merged["attempts"] == 3
     assert [s["segment"] for s in merged["segments"]] == [1, 2] and merged["state"] == "SUCCEEDED"
+    waiting = going_on.merge({"state": "RUNNING", "per_attempt": [], "attempts": 0, "restarts": 0},
+                             {"segment": 2})
+    assert (waiting["attempts"], waiting["restarts"]) == (2, 1)  # the earlier segment's, until its own
     fresh = Continuation().merge({"per_attempt": [], "attempts": 0}, {"segment": 1})
     assert fresh["segments"] == [{"segment": 1}] and fresh["attempts"] == 0
 
