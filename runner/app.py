@@ -233,13 +233,14 @@ def key_sources(job: jobfile.JobFile | None, hydra_cfg: Any) -> KeySources:
 
 
 def start(prepared: PreparedPoint, environ: dict[str, str]) -> RunResult:
-    """Record the config (Hydra's .hydra/ files and the resolved job.yaml), then run the agent."""
+    """Record the config (Hydra's .hydra/ files and the resolved job.yaml), then run the agent.
+    A run directory that already holds a run is continued (runner.record.continuation), unless
+    its agent still runs: refused before anything is written."""
+    from runner.record.continuation import continuation_of
     from runner.runtime.agent import Agent
 
     plan = prepared.plan
-    if RunPaths(Path(plan.run_dir)).events.exists():
-        raise ConfigError("hydra.run.dir", f"{plan.run_dir} already holds a run",
-                          "choose a new directory, so the earlier run's record stays intact", COMMAND_LINE)
+    continuation_of(Path(plan.run_dir))
     prepared.write_files()
     return Agent(plan, environ=environ).run()
 

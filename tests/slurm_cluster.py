@@ -25,6 +25,9 @@ NODES = ("n1", "n2")
 CPUS_PER_NODE = 4
 PARTITION = "debug"
 START_TIMEOUT_S = 20.0
+# Step credentials' lifetime, which is also how long a requeued job waits before it may start
+# again (Slurm's default: 120 s; the preemption test requeues a job).
+CRED_EXPIRE_S = 10
 HOSTS_FILE = Path("/etc/hosts")
 HOSTS_MARK = "# erun-test-slurm"
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scancel", "sinfo", "squeue", "scontrol")
@@ -115,7 +118,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.socket}
+AuthInfo=socket={self.socket},cred_expire={CRED_EXPIRE_S}
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool-%n
 SlurmctldPidFile={r}/slurmctld.pid
@@ -129,7 +132,7 @@ AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1
+SchedulerParameters=bf_interval=1,sched_interval=2
 JobRequeue=1
 ReturnToService=2
 SlurmdParameters=config_overrides

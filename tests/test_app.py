@@ -243,14 +243,29 @@ def test_the_ddp_example_resumes_from_its_checkpoint_after_a_crash(tmp_path: Pat
     assert (out / "checkpoints" / "last.pt").exists()
 
 
-def test_a_used_run_directory_is_refused_and_its_record_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run_dir", [".", "out/fixed"])
+def test_a_rerun_into_a_used_run_directory_continues_its_record(tmp_path: Path, run_dir: str) -> None:
+    """`erun +job=train hydra.run.dir=DIR` twice: one record of two segments, nothing overwritten."""
     write_recorder_job(tmp_path)
-    assert erun(["+job=train", "hydra.run.dir=out"], tmp_path).returncode == 0
-    record = {p: p.read_text() for p in (tmp_path / "out" / ".hydra").iterdir()}
-    again = erun(["+job=train", "hydra.run.dir=out", "nproc=1"], tmp_path)
-    assert again.returncode == 2, again.stderr
-    assert "`hydra.run.dir`" in again.stderr and "already holds a run" in again.stderr
-    assert {p: p.read_text() for p in (tmp_path / "out" / ".hydra").iterdir()} == record
+    assert erun(["+job=train", f"hydra.run.dir={run_dir}"], tmp_path).returncode == 0
+    out = tmp_path / run_dir
+    first_logs = {p: p.read_bytes() for p in out.glob("attempt_0/rank_*/*.log")}
+    again = erun(["+job=train", f"hydra.run.dir={run_dir}", "nproc=1"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "continuing the run in this directory: segment 2, from attempt 1 (restart count 1)" in again.stderr
+    assert {p: p.read_bytes() for p in first_logs} == first_logs and len(first_logs) == 4
+    assert sorted(p.name for p in out.glob("attempt_1/rank_*")) == ["rank_0"]
+    summary = read_summary(out)
+    assert (summary["state"], summary["attempts"], summary["restarts"]) == ("SUCCEEDED", 2, 1)
+    assert [(s["segment"], s["state"], s["attempts"]) for s in summary["segments"]] == [
+        (1, "SUCCEEDED", [0]), (2, "SUCCEEDED", [1])]
+    report = erun(["report", run_dir], tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "attempt 0  SUCCEEDED" in report.stdout and "attempt 1  SUCCEEDED" in report.stdout
+    assert "segment 1  started" in report.stdout and "SUCCEEDED (exit 0), attempt 1" in report.stdout
+    assert "<h2>Segments</h2>" in (out / "report.html").read_text()
+    status = erun(["status", run_dir], tmp_path)
+    assert status.returncode == 0 and status.stdout.count("segment:") == 2, status.stdout
 
 
 def test_a_real_run_does_not_import_torch_in_erun(tmp_path: Path) -> None:

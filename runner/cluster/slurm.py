@@ -15,6 +15,7 @@ sbatch accepts but Slurm would keep pending for ever is cancelled at once (runne
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 import shutil
@@ -63,6 +64,8 @@ class SlurmPlan:
     # nproc=cpu/gpu/auto counts each node's own CPUs or GPUs: resolved there (runner.cluster.node).
     node_nproc: str = ""
     isolate_gpus: bool = False
+    # Slurm's warning before the end (--signal=B:USR1@N, --requeue; runner.cluster.batch); 0: none.
+    warning_s: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,12 @@ def slurm_plan(cluster: Mapping[str, Any]) -> SlurmPlan:
         if any(c.isspace() for c in str(cluster.get(key) or "")):
             raise ConfigError(f"cluster.{key}", f"is {cluster.get(key)!r}", "give one word, no spaces")
     setup = tuple(str(line) for line in cluster.get("setup") or ())
+    warning = cluster.get("warning_s") or 0
+    if isinstance(warning, bool) or not isinstance(warning, int) or warning < 0:
+        raise ConfigError("cluster.warning_s", f"is {warning!r}",
+                          "give whole seconds, e.g. cluster.warning_s=120 (0: no warning, no requeue)")
     return SlurmPlan(str(cluster.get("partition") or ""), str(cluster.get("time") or ""), tuple(options),
-                     setup, str(cluster.get("python") or ""))
+                     setup, str(cluster.get("python") or ""), warning_s=warning)
 
 
 def compile_for_slurm(cfg: Any, ctx: CompileContext) -> tuple[JobPlan, SlurmPlan]:
@@ -155,17 +162,31 @@ def batch_script(plan: JobPlan, slurm: SlurmPlan) -> str:
         ("job-name", plan.name), ("nodes", nodes), ("ntasks-per-node", "1"),
         ("output", str(paths.batch_output)), ("open-mode", "append")]
     options += [(k, v) for k, v in (("partition", slurm.partition), ("time", slurm.time)) if v]
+    if slurm.warning_s:  # the warning goes to the batch script only (B:), which requeues the job
+        options += [("signal", f"B:USR1@{slurm.warning_s}"), ("requeue", None)]
     options = [o for o in options if o[0] not in dict(slurm.options)] + list(slurm.options)
-    python = slurm.python or sys.executable
+    options = [(k, exporting(v, sorted(plan.secret_env())) if k == "export" else v) for k, v in options]
+    python = shlex.quote(slurm.python or sys.executable)
     node_args = "".join([f" --nproc={slurm.node_nproc}" if slurm.node_nproc else "",
                          " --isolate-gpus" if slurm.isolate_gpus else ""])
+    step = (f"srun --ntasks-per-node=1 --kill-on-bad-exit=1 {python} "
+            f"-m runner.cluster.node {shlex.quote(str(paths.plan))}{node_args}")
+    if slurm.warning_s:
+        step = f"{python} -m runner.cluster.batch {shlex.quote(str(paths.plan))} {slurm.warning_s} {step}"
     lines = ["#!/bin/bash",
              f"# erun job {plan.name}: one erun agent per node, meeting through c10d at the first node.",
              *(f"#SBATCH --{k}" + (f"={v}" if v is not None else "") for k, v in options),
-             *slurm.setup,
-             f"exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 {shlex.quote(python)} "
-             f"-m runner.cluster.node {shlex.quote(str(paths.plan))}{node_args}"]
+             *slurm.setup, f"exec {step}"]
     return "\n".join(lines) + "\n"
+
+
+def exporting(value: str | None, secrets: list[str]) -> str | None:
+    """cluster.sbatch.export with the job's secret env names added (plan.json has them redacted;
+    the agents read them from the job's environment): ALL exports them already."""
+    names = [n for n in (value or "").split(",") if n]
+    if not secrets or not names or names[0] == "ALL":
+        return value
+    return ",".join([n for n in names if n != "NONE"] + secrets)
 
 
 class Slurm:
@@ -254,8 +275,11 @@ def check_partition_size(plan: JobPlan, partition: str) -> None:
 
 def submit(request: SbatchRequest) -> str:
     """Run sbatch; the job id (a refusal is a ConfigError: nothing was submitted)."""
+    # plan.json has secret-looking env values redacted: they reach the nodes' agents in the job's
+    # environment (sbatch exports it; a requeued job keeps it), as `erun run-plan` expects.
+    env = {**os.environ, **request.plan.secret_env()}
     done = subprocess.run(request.argv(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          cwd=request.plan.run_dir, check=False)
+                          cwd=request.plan.run_dir, check=False, env=env)
     job_id = done.stdout.strip().split(";")[0]
     if done.returncode != 0 or not job_id:
         raise refusal(done.stderr)

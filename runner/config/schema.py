@@ -41,7 +41,7 @@ def _key_list(choices: list[str], help: str) -> Any:
                                                  "json": {"type": "array", "items": {"enum": choices}}})
 
 
-REASONS = ["exit", "heartbeat_timeout", "timer_expired", "stalled", "memory_limit"]
+REASONS = ["exit", "heartbeat_timeout", "timer_expired", "stalled", "memory_limit", "preempted"]
 ACTIONS = ["restart", "always", "give_up"]
 
 
@@ -155,6 +155,9 @@ class ClusterConf:
                                    "sbatch.cpus-per-task=8 (true: a flag without a value).")
     setup: list[str] = _keys(list, "Shell lines run on each node before erun (module load, conda activate).")
     python: str = _key("", "The Python that runs erun on the nodes (empty: the one submitting).")
+    warning_s: int = _key(120, "Slurm warns this many seconds before the job's end (preemption, walltime): "
+                          "each worker gets SIGUSR1 once to checkpoint, then erun requeues the job, which "
+                          "continues the run directory (0: no warning, no requeue).", json={"minimum": 0})
 
 
 @dataclass

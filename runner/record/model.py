@@ -18,8 +18,11 @@ from runner.record.cause import failure_in_words
 from runner.state import JobState, WorkerState
 from runner.words import describe_exit
 
-# The event the agent writes first: its pid and host (runner.record.writer.record_start).
+# The event the agent writes first: its pid and host (runner.record.writer.record_start). Each
+# one opens a segment: a rerun into the same run directory (or a requeued Slurm job) appends one.
 AGENT_EVENT = "agent_start"
+# The batch script's note that Slurm warned of the job's end (runner.cluster.preempt).
+PREEMPTED_EVENT = "preempted"
 
 
 class Outcome(str, enum.Enum):
@@ -147,6 +150,29 @@ class AttemptRecord:
 
 
 @dataclass
+class SegmentRecord:
+    """One agent's run in the directory: from its start to its job_end (a rerun, or a requeued
+    Slurm job, continues the record with the next segment; attempt numbers go on)."""
+
+    number: int
+    start: float
+    pid: int | None = None
+    host: str = ""
+    end: float | None = None
+    state: str | None = None  # the job_end's state; None: no end recorded (running, or killed)
+    exit_code: int | None = None
+    attempts: list[int] = field(default_factory=list)
+    preempted: bool = False
+
+    def describe(self) -> str:
+        """`FAILED (exit 1), attempts 0-1, preempted`: the segment in a few words."""
+        how = f"{self.state} (exit {self.exit_code})" if self.state else "no end recorded"
+        span = (f"attempt {self.attempts[0]}" if len(self.attempts) == 1 else
+                f"attempts {self.attempts[0]}-{self.attempts[-1]}" if self.attempts else "no attempt")
+        return f"{how}, {span}" + (", preempted" if self.preempted else "")
+
+
+@dataclass
 class RunRecord:
     """A run directory as read from disk: the job's state and what happened, attempt by attempt.
 
@@ -164,6 +190,7 @@ class RunRecord:
     overrides: list[str] = field(default_factory=list)
     damaged_lines: int = 0
     has_summary: bool = False
+    segments: list[SegmentRecord] = field(default_factory=list)
     read_at: float = field(default_factory=time.time)
     # A job submitted to a cluster (runner.record.nodes): each node's own record, the job's id.
     nodes: list[RunRecord] = field(default_factory=list)
@@ -186,8 +213,8 @@ class RunRecord:
 
     @property
     def agent(self) -> Event | None:
-        """The agent's start event (pid, host); None in records older than it."""
-        return next((e for e in self.events if e.kind == AGENT_EVENT), None)
+        """The latest agent's start event (pid, host); None in records older than it."""
+        return next((e for e in reversed(self.events) if e.kind == AGENT_EVENT), None)
 
     @property
     def restarts(self) -> int:
@@ -216,7 +243,7 @@ class RunRecord:
         """When the job ended; None while it runs."""
         if not self.finished:
             return None
-        ends = [e.time for e in self.events if e.kind == "job_end"]
+        ends = [e.time for e in self.events if e.kind == "job_end"][-1:]  # the latest segment's
         ends += [a.end for a in self.attempts[-1:] if a.end is not None]
         return ends[0] if ends else self.read_at
 

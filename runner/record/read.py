@@ -29,6 +29,7 @@ from runner.paths import POINT_DIR, RunPaths, SweepPaths
 from runner.record import checked, nodes
 from runner.record.checked import integer, opt_int, opt_stamp, opt_text, stamp, text
 from runner.record.model import (
+    AGENT_EVENT,
     AttemptRecord,
     Event,
     FailureRecord,
@@ -38,6 +39,7 @@ from runner.record.model import (
     RunRecord,
     SweepRecord,
 )
+from runner.record.segments import segments_from_events
 from runner.state import JobState, WorkerState, first_failure
 from runner.words import describe_exit
 
@@ -111,7 +113,7 @@ def load_run(run_dir: Path) -> RunRecord:
     record = RunRecord(
         run_dir=run_dir, state=state, attempts=attempts, events=events, plan=read_json(paths.plan),
         exit_code=exit_code, signal=signal, overrides=typed_overrides(run_dir),
-        damaged_lines=damaged, has_summary=bool(summary),
+        damaged_lines=damaged, has_summary=bool(summary), segments=segments_from_events(events),
     )
     record.root_cause = root_cause(record, summary.get("root_cause"))
     return record
@@ -390,7 +392,11 @@ def merge_attempts(summarised: list[AttemptRecord], replayed: list[AttemptRecord
 
 
 def job_state(summary: Mapping[str, Any], events: Sequence[Event]) -> tuple[JobState, int | None, str | None]:
-    """The final summary decides; else a job_end event; else the job is still RUNNING."""
+    """The final summary decides; else a job_end event; else the job is still RUNNING. An agent
+    that started after the last job_end (a continued run directory) runs the job again."""
+    kinds = [e.kind for e in reversed(events)]
+    if AGENT_EVENT in kinds and "job_end" in kinds and kinds.index(AGENT_EVENT) < kinds.index("job_end"):
+        return JobState.RUNNING, None, None
     state = _job_state_value(summary.get("state"))
     if state is not None and state is not JobState.RUNNING:
         return state, checked.lenient(opt_int, summary.get("exit_code")), checked.lenient(

@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +48,10 @@ class EventLog:
 
 
 def open_run_dir(plan: JobPlan) -> RunPaths:
-    """Create the run directory (the user's only, unless `logs.private=false`) with plan.json;
-    refuse one that already holds a run (never overwrite logs), or that cannot be written."""
+    """Create the run directory (the user's only, unless `logs.private=false`) with plan.json
+    (the latest segment's plan, when it continues a run: runner.record.continuation); refuse one
+    that cannot be written."""
     paths = RunPaths(Path(plan.run_dir), plan.logs.layout, plan.nproc)
-    if paths.events.exists():
-        raise ConfigError(
-            "run_dir", f"{plan.run_dir} already holds a run",
-            "choose a new directory (hydra.run.dir=..., or run-plan --run-dir) "
-            "so the earlier run's logs stay intact",
-        )
     make_run_dir(paths.run_dir, plan.logs.private)
     try:
         write_file(paths.plan, plan.to_json(redacted=True) + "\n", file_mode(plan.logs.private))
@@ -65,10 +60,10 @@ def open_run_dir(plan: JobPlan) -> RunPaths:
     return paths
 
 
-def record_start(events: EventLog, plan: JobPlan, environ: Mapping[str, str]) -> None:
-    """The agent's pid and host (a report tells a killed agent from a running one), and the run
-    in the per-user index of recent runs (`erun runs`)."""
-    events.write(AGENT_EVENT, pid=os.getpid(), host=socket.gethostname())
+def record_start(events: EventLog, plan: JobPlan, environ: Mapping[str, str], segment: int = 1) -> None:
+    """The agent's pid and host (a report tells a killed agent from a running one) and its segment
+    of the record, and the run in the per-user index of recent runs (`erun runs`)."""
+    events.write(AGENT_EVENT, pid=os.getpid(), host=socket.gethostname(), segment=segment)
     index.add_run(environ, plan.run_dir, plan.name or Path(plan.run_dir).name, os.getpid())
 
 
@@ -100,9 +95,11 @@ def write_start_files(files: Mapping[str, str], private: bool = True) -> None:
 
 
 def write_summary(paths: RunPaths, result: RunResult, dropped: DroppedWrites | None = None,
-                  mode: int = PRIVATE_FILE_MODE) -> None:
-    """summary.json; OSError when it cannot be written (the caller says so, the job goes on)."""
-    data = result.to_dict()
+                  mode: int = PRIVATE_FILE_MODE,
+                  merge: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """summary.json (`merge` adds the earlier segments' part); OSError when it cannot be written
+    (the caller says so, the job goes on)."""
+    data = result.to_dict() if merge is None else merge(result.to_dict())
     if dropped is not None and dropped.bytes:
         data["dropped_bytes"] = dropped.bytes
         data["dropped_reason"] = dropped.first_error

@@ -9,25 +9,8 @@ from __future__ import annotations
 
 import socket
 
+from runner.record.alive import pid_alive
 from runner.record.model import RunRecord
-
-# A process younger than its recorded start by more than this is another process with a reused pid.
-PID_REUSE_SLACK_S = 2.0
-
-
-def pid_alive(pid: int | None, started: float | None) -> bool:
-    """True when `pid` runs, is no zombie, and is not a newer process that reused the pid."""
-    import psutil
-
-    if pid is None:
-        return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or process.create_time() <= started + PID_REUSE_SLACK_S
-    except psutil.Error:
-        return False
 
 
 def agent_gone(record: RunRecord) -> bool | None:

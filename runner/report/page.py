@@ -73,6 +73,7 @@ def run_page(record: RunRecord, page_dir: Path | None = None,
         "<h2>Timeline</h2>",
         render_svg(run_chart(record)),
         *_attempts_section(record, links),
+        *_segments_section(record),
         *_failures_section(record),
         *_events_section(record.events),
         *_job_config_section(record.run_dir),
@@ -199,6 +200,16 @@ def _attempt_row(record: RunRecord, attempt: AttemptRecord, links: LogLinks) -> 
 
 def _span_text(span: RankSpan) -> str:
     return f"{span.describe()}, pid {span.pid}" if span.pid else span.describe()
+
+
+def _segments_section(record: RunRecord) -> list[str]:
+    """The agents that ran in the directory one after the other (a rerun, a requeued job)."""
+    if len(record.segments) < 2:
+        return []
+    rows = [f"<tr><td>{s.number}</td><td>{esc(clock(s.start))}</td><td>{esc(s.describe())}</td></tr>"
+            for s in record.segments]
+    return ["<h2>Segments</h2>", "<table><tr><th>segment</th><th>started</th><th>how it ended</th></tr>",
+            *rows, "</table>"]
 
 
 def _failures_section(record: RunRecord) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from runner.paths import RunPaths
 from runner.record import read as runlog
 from runner.record.cause import cause_facts
-from runner.record.model import AttemptRecord, FailureRecord, RunRecord, SweepRecord
+from runner.record.model import AttemptRecord, FailureRecord, RunRecord, SegmentRecord, SweepRecord
 from runner.report.cluster import cluster_facts
 from runner.report.liveness import agent_gone
 from runner.report.runs import newest_run_dir
@@ -54,6 +54,9 @@ def run_text(record: RunRecord) -> str:
     """The run in a few lines: state, attempts with durations, failures, the root cause."""
     lines = [f"erun report: {record.name}", *_facts(record), f"{INDENT}attempts:"]
     lines += [INDENT * 2 + _attempt_line(record, a) for a in record.attempts] or [INDENT * 2 + "none yet"]
+    if len(record.segments) > 1:  # a rerun or a requeued job continued the record
+        lines.append(f"{INDENT}segments:")
+        lines += [INDENT * 2 + segment_line(s) for s in record.segments]
     if record.failures:
         lines.append(f"{INDENT}failures:")
         lines += [INDENT * 2 + _failure_line(record, f) for f in record.failures]
@@ -93,6 +96,11 @@ def _attempt_line(record: RunRecord, attempt: AttemptRecord) -> str:
     ranks = ", ".join(f"{s.rank}: {s.describe()}" for s in attempt.ranks)
     return (f"attempt {attempt.attempt}  {attempt.state:<9}  started {started}  "
             f"{duration(attempt.duration(record.now)):>9}  ranks {ranks or '-'}")
+
+
+def segment_line(segment: SegmentRecord) -> str:
+    """`segment 1  started 12:00:01  FAILED (exit 1), attempts 0-1`."""
+    return f"segment {segment.number}  started {clock(segment.start)}  {segment.describe()}"
 
 
 def _failure_line(record: RunRecord, failure: FailureRecord) -> str:

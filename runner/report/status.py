@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.record import read as runlog
+from runner.record.alive import pid_alive
 from runner.record.model import Outcome, RankSpan, RunRecord, SweepRecord
 from runner.report import sweep_status
 from runner.report.cluster import cluster_facts, rank_host, rank_run_dir
-from runner.report.liveness import agent_gone, pid_alive
+from runner.report.liveness import agent_gone
 from runner.report.runs import newest_run_dir
 from runner.report.text import INDENT, ArgParser, describe_event, fact
 from runner.words import clock, date_clock, describe_exit, duration, plural
@@ -90,6 +91,9 @@ def _header(record: RunRecord, ranks: Sequence[RankStatus]) -> list[str]:
     lines = [fact("run dir:", record.run_dir), fact("state:", state),
              fact("started:", f"{started}, elapsed {duration(record.elapsed)}"),
              *(fact(label, value) for label, value in cluster_facts(record))]
+    if len(record.segments) > 1:  # a rerun or a requeued job continued the record
+        lines += [fact("segment:", f"{s.number}, started {clock(s.start)}: {s.describe()}")
+                  for s in record.segments]
     warning = _agent_warning(record, ranks)
     return lines + ([fact("warning:", warning)] if warning else [])
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from runner.errors import ConfigError
-from runner.record.model import AGENT_EVENT, Event
+from runner.record.model import AGENT_EVENT, PREEMPTED_EVENT, Event
 from runner.words import describe_exit
 
 INDENT = "  "
@@ -70,5 +70,7 @@ _DESCRIBE: dict[str, Callable[[Event], str]] = {
     "swept": lambda e: f"swept leftover process(es) {', '.join(str(p) for p in e.get('pids', []))}",
     "signal_forwarded": lambda e: f"forwarded {e.get('signal')} to the workers",
     "job_end": lambda e: f"job ended: {e.get('state')} (exit {e.get('exit_code')})",
-    AGENT_EVENT: lambda e: f"agent started (pid {e.get('pid')} on {e.get('host')})",
+    AGENT_EVENT: lambda e: (f"agent started (pid {e.get('pid')} on {e.get('host')}), "
+                            f"segment {e.get('segment', 1)}"),
+    PREEMPTED_EVENT: lambda e: str(e.get("message", "preempted")),
 }

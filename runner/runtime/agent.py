@@ -93,9 +93,15 @@ class Agent:
     def run(self) -> RunResult:
         started = self._started = time.time()
         self._paths, self._events = self._keeper.open()
-        record.record_start(self._events, self.plan, self.environ)
+        self._keeper.started = started
+        going_on = self._keeper.continuation
+        record.record_start(self._events, self.plan, self.environ, going_on.segment)
         print(f"erun: run dir {self.plan.run_dir}", file=sys.stderr, flush=True)
         self._notes = Notes(self._events, self.console)
+        if going_on.continues:  # a rerun, or a requeued Slurm job: the record goes on
+            self._note(f"continuing the run in this directory: segment {going_on.segment}, from attempt "
+                       f"{going_on.first_attempt} (restart count {going_on.restart_count})")
+            self._keeper.summary(self._result(JobState.RUNNING, ExitStatus.SUCCESS))
         result = self._result(JobState.FAILED, ExitStatus.JOB_FAILED)
         try:
             result = self._supervised_run()
@@ -127,7 +133,10 @@ class Agent:
     def _run_attempts(self) -> RunResult:
         base_env = self.environ
         self._announce(base_env)
-        restart_count = spent = 0
+        # A continued run directory goes on counting (TORCHELASTIC_RESTART_COUNT, attempt_N/);
+        # the restart budget is this segment's own.
+        restart_count, spent = self._keeper.continuation.restart_count, 0
+        first = self._keeper.continuation.first_attempt
         while True:
             try:
                 group_round = self.membership.next_round(restart_count, spent)
@@ -135,7 +144,7 @@ class Agent:
                 self.membership.leave()
                 return self._interrupted(stop.signum)
             restart_count, spent = group_round.restart_count, group_round.spent
-            outcome = self._run_attempt(len(self.history), group_round, base_env)
+            outcome = self._run_attempt(first + len(self.history), group_round, base_env)
             self.history.append(outcome.result)
             self._keeper.summary(self._result(JobState.RUNNING, ExitStatus.SUCCESS))
             if outcome.signal is not None:
@@ -257,8 +266,11 @@ class Agent:
                 fill_spares()
             stop = next((s for s in signums if s in STOP_SIGNALS), None)
             if stop is not None:
-                self._note(f"received {signal.Signals(stop).name}; stopping {len(group.running())} workers")
-                self._stop(group, result, stop, grace)
+                # Under Slurm every process of the step got the signal from Slurm: not sent again.
+                sent = self.plan.forward_signals
+                self._note(f"received {signal.Signals(stop).name}; stopping {len(group.running())} workers"
+                           + ("" if sent else " (the scheduler signalled each of them itself)"))
+                self._stop(group, result, stop, grace, send=sent)
                 result.state = WorkerState.STOPPED
                 return AttemptOutcome(result, stop)
             self._forward(group, signums)
@@ -333,17 +345,21 @@ class Agent:
                 self._event("signal_forwarded", signal=signal.Signals(signum).name)
                 group.signal(signum)
 
-    def _stop(self, group: WorkerGroup, result: AttemptResult, signum: int, grace_s: float) -> None:
-        """Stop every running worker: signum to its group, SIGKILL after the grace, sweep the rest.
+    def _stop(self, group: WorkerGroup, result: AttemptResult, signum: int, grace_s: float,
+              send: bool = True) -> None:
+        """Stop every running worker: signum to its group (unless the scheduler already sent it
+        to every worker: `send` False), SIGKILL after the grace, sweep the rest.
 
         A second stop signal during the grace kills at once (Ctrl-C twice).
         """
         running = group.running()
         if running:
             self._event("stop", attempt=group.attempt, signal=signal.Signals(signum).name,
-                        ranks=[w.rank for w in running], grace_s=grace_s)
-            group.signal(signum)
-            if signum != signal.SIGKILL:
+                        ranks=[w.rank for w in running], grace_s=grace_s,
+                        **({} if send else {"sent_by": "scheduler"}))
+            if send:
+                group.signal(signum)
+            if send and signum != signal.SIGKILL:
                 # A stopped (SIGSTOP, SIGTSTP) worker cannot run its handler until continued:
                 # continue it right after, as systemd does.
                 group.signal(signal.SIGCONT)

@@ -29,6 +29,8 @@ class FileTimerServer:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        if path.is_fifo():  # an earlier segment's, whose agent was killed (runner.record.continuation)
+            path.unlink()
         os.mkfifo(path, 0o600)
         # O_RDWR keeps one writer open (ours), so the FIFO never reports EOF/HUP between clients.
         self._fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)

@@ -9,11 +9,16 @@ lines the agent prints say what was lost. The job's exit status stays the worker
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 from runner.paths import RunPaths, file_mode
 from runner.plan import JobPlan
 from runner.record import writer as record
+from runner.record.continuation import Continuation, continuation_of
 from runner.record.disk import DroppedWrites
 from runner.runtime.console import Console
 from runner.state import RunResult
@@ -30,9 +35,13 @@ class RecordKeeper:
         self.paths = RunPaths(Path(plan.run_dir), plan.logs.layout, plan.nproc)
         self.events: record.EventLog | None = None
         self.summary_error: str | None = None  # why the last summary.json could not be written
+        self.continuation = Continuation()  # what the run directory held before this agent
+        self.started = time.time()
 
     def open(self) -> tuple[RunPaths, record.EventLog]:
-        """The run directory with plan.json and an open events.jsonl (ConfigError if it cannot be)."""
+        """The run directory with plan.json and an open events.jsonl (ConfigError if it cannot be,
+        or if the agent of the run it holds still runs); a run it holds is continued."""
+        self.continuation = continuation_of(Path(self.plan.run_dir))
         self.paths = record.open_run_dir(self.plan)
         try:
             self.events = record.EventLog(self.paths.events, self.dropped, self.mode)
@@ -43,7 +52,8 @@ class RecordKeeper:
     def summary(self, result: RunResult) -> bool:
         """Write summary.json; when it cannot be written, say why once and go on."""
         try:
-            record.write_summary(self.paths, result, self.dropped, self.mode)
+            record.write_summary(self.paths, result, self.dropped, self.mode,
+                                 lambda data: self.continuation.merge(data, self._segment(result)))
         except OSError as e:
             if self.summary_error is None:
                 self.console.note(f"warning: cannot write {self.paths.summary} ({e.strerror or e}); "
@@ -52,6 +62,15 @@ class RecordKeeper:
             return False
         self.summary_error = None
         return True
+
+    def _segment(self, result: RunResult) -> dict[str, Any]:
+        """This agent's row of summary.json's segments."""
+        done = result.state.value != "RUNNING"
+        return {"segment": self.continuation.segment, "start": self.started,
+                "end": time.time() if done else None, "state": result.state.value if done else None,
+                "exit_code": result.exit_code if done else None,
+                "attempts": [a.attempt for a in result.attempts], "host": socket.gethostname(),
+                "pid": os.getpid()}
 
     def close(self, result: RunResult) -> None:
         """The final summary.json and the last events (as far as the disk allows)."""

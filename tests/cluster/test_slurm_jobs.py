@@ -20,6 +20,8 @@ from conftest import REPO, WORKERS, alive, read_summary, subprocess_env, wait_fo
 from erun_cli import erun
 from slurm_cluster import SlurmCluster, run_dir_of
 
+from runner.record.read import load_run
+
 JOB_TIMEOUT_S = 240.0
 
 
@@ -81,9 +83,10 @@ def test_what_the_cluster_cannot_run_is_refused_in_one_line(tmp_path: Path, clus
 
 def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[str, str],
                                              slurm: SlurmCluster) -> None:
+    """Each worker gets Slurm's SIGTERM once: the agents do not send it again (nor srun)."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    worker_job(tmp_path, "hang.py", markers)
+    worker_job(tmp_path, "preemptible.py", markers)
     argv = [sys.executable, "-m", "runner", "+job=job.yaml", "nnodes=2", "cluster=slurm", "--wait"]
     follower = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(cluster_env), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -105,6 +108,8 @@ def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[
     assert f"Slurm job {job_ids[0]} ended CANCELLED" in err
     wait_for(lambda: not slurm.jobs() and not slurm.steps_alive(), 30, "the job and its steps gone")
     assert not any(alive(pid) for pid in pids)
+    assert [json.loads((markers / f"signals_a0_r{rank}.json").read_text()) for rank in range(4)] == [
+        {"USR1": 0, "TERM": 1}] * 4
     assert time.monotonic() - started < 30
     assert not slurm.erun_processes()
     assert REPO.is_dir()
@@ -114,11 +119,14 @@ def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[
 def test_scancel_signal_reaches_each_worker_exactly_once(tmp_path: Path, cluster_env: dict[str, str],
                                                           slurm: SlurmCluster, scope: list[str]) -> None:
     """Slurm signals every process of the step (and srun passes a batch signal on to the whole
-    step): the agents must not forward it again (regression: each worker got SIGUSR1 2-3 times)."""
+    step): the agents must not forward it again (regression: each worker got SIGUSR1 2-3 times).
+    (With cluster.warning_s, a SIGUSR1 to the batch script is Slurm's warning of the end: the
+    preemption test below.)"""
     markers = tmp_path / "markers"
     markers.mkdir()
     worker_job(tmp_path, "count_signals.py", markers)
-    done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm"], tmp_path, cluster_env)
+    no_warning = ["cluster.warning_s=0"] if scope else []
+    done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm", *no_warning], tmp_path, cluster_env)
     assert done.returncode == 0, done.stderr
     wait_for(lambda: len(list(markers.glob("ready_a0_r*"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
     slurm.run(["scancel", *scope, "--signal=USR1", *slurm.jobs()])
@@ -154,3 +162,48 @@ def test_nproc_cpu_is_counted_on_each_node(tmp_path: Path, cluster_env: dict[str
     world = 2 * HostInfo.detect({}).cpus  # both nodes are this host
     assert len(list(run_dir.glob("seen_a0_r*.json"))) == world
     assert json.loads((run_dir / "seen_a0_r0.json").read_text())["WORLD_SIZE"] == str(world)
+
+
+def test_a_preempted_job_checkpoints_is_requeued_and_resumes_in_the_same_run_directory(
+        tmp_path: Path, cluster_env: dict[str, str], slurm: SlurmCluster) -> None:
+    """Slurm's warning (`--signal=B:USR1@N` sends it to the batch script, as `scancel --batch
+    --signal=USR1` does here) reaches each worker once, which checkpoints; erun requeues the job,
+    whose stop (SIGTERM) also reaches each worker once; the requeued job continues each node's
+    record (segment 2, attempt 1, TORCHELASTIC_RESTART_COUNT 1), resumes from the checkpoint and
+    succeeds. A secret set only in the job file's env reaches the workers of both runs."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    worker_job(tmp_path, "preemptible.py", markers, extra="env:\n  API_TOKEN: s3cret-value\n")
+    argv = [sys.executable, "-m", "runner", "+job=job.yaml", "nnodes=2", "cluster=slurm",
+            "cluster.warning_s=4", "--wait"]
+    follower = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(cluster_env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(list(markers.glob("ready_a0_r*"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
+        slurm.run(["scancel", "--batch", "--signal=USR1", *slurm.jobs()])
+        out, err = follower.communicate(timeout=JOB_TIMEOUT_S)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 0, out + err
+    run_dir = tmp_path / run_dir_of(out)
+    for rank in range(4):
+        assert json.loads((markers / f"signals_a0_r{rank}.json").read_text()) == {"USR1": 1, "TERM": 1}
+        first, resumed = (json.loads((markers / f"start_a{a}_r{rank}.json").read_text()) for a in (0, 1))
+        assert (first["step"], first["restart"]) == (0, "0")
+        assert resumed["step"] > 0 and resumed["restart"] == "1"
+        assert first["token"] == resumed["token"] == "s3cret-value"
+    assert all("s3cret" not in p.read_text() for p in run_dir.glob("**/plan.json"))
+    batch = (run_dir / "slurm.out").read_text()
+    assert "Slurm warns of the job's end" in batch and "requeued Slurm job" in batch
+    for node in (0, 1):
+        node_dir = run_dir / f"node_{node}"
+        summary = read_summary(node_dir)
+        assert (summary["state"], summary["attempts"], summary["restarts"]) == ("SUCCEEDED", 2, 1)
+        assert [(s["segment"], s["state"], s["attempts"]) for s in summary["segments"]] == [
+            (1, "INTERRUPTED", [0]), (2, "SUCCEEDED", [1])]
+        assert [s.preempted for s in load_run(node_dir).segments] == [True, False]
+        assert (node_dir / "attempt_0").is_dir() and (node_dir / "attempt_1").is_dir()
+    report = erun(["report", str(run_dir / "node_0")], tmp_path, cluster_env)
+    assert "segment 1" in report.stdout and "INTERRUPTED (exit 143), attempt 0, preempted" in report.stdout

@@ -35,10 +35,38 @@ def test_dry_run_prints_the_batch_script_and_submits_nothing(tmp_path: Path) -> 
     script = done.stdout
     for line in ("#SBATCH --nodes=1-3", "#SBATCH --ntasks-per-node=1", "#SBATCH --partition=gpu",
                  "#SBATCH --time=1:00:00", "#SBATCH --account=proj", "#SBATCH --exclusive",
-                 "#SBATCH --job-name=train", "module load cuda\necho ready\nexec srun"):
+                 "#SBATCH --job-name=train", "#SBATCH --signal=B:USR1@120", "#SBATCH --requeue",
+                 "module load cuda\necho ready\nexec "):
         assert line in script
-    assert "-m runner.cluster.node" in script and "(dry run: nothing submitted)" in script
+    step = script.rstrip().splitlines()[-1]
+    assert " -m runner.cluster.batch " in step and " 120 srun " in step and "-m runner.cluster.node" in step
+    assert "(dry run: nothing submitted)" in script
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_restart_rule_may_name_the_preempted_reason(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path, extra="restart:\n  rules:\n    - {action: give_up, reasons: [preempted]}\n")
+    done = erun(["+job=train.yaml", "nnodes=2", "cluster=slurm", "--dry-run=json"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["plan"]["restart"]["rules"][0]["reasons"] == ["preempted"]
+
+
+def test_warning_s_0_asks_for_no_warning_and_no_requeue(tmp_path: Path) -> None:
+    write_recorder_job(tmp_path)
+    done = erun(["+job=train.yaml", "nnodes=2", "cluster=slurm", "cluster.warning_s=0", "--dry-run"],
+                tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "--signal" not in done.stdout and "--requeue" not in done.stdout
+    assert done.stdout.rstrip().splitlines()[-1].startswith("exec srun ")
+
+
+def test_secrets_reach_the_nodes_by_the_job_environment_even_with_a_chosen_export(tmp_path: Path) -> None:
+    """plan.json has them redacted; sbatch's --export must still let them through."""
+    write_recorder_job(tmp_path, extra="env:\n  API_TOKEN: s3cret\n")
+    done = erun(["+job=train.yaml", "nnodes=2", "cluster=slurm", "cluster.sbatch.export=NONE", "--dry-run"],
+                tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "#SBATCH --export=API_TOKEN\n" in done.stdout and "s3cret" not in done.stdout
 
 
 def test_dry_run_json_holds_the_plan_with_the_shared_job_dir(tmp_path: Path) -> None:
@@ -57,6 +85,7 @@ def test_dry_run_json_holds_the_plan_with_the_shared_job_dir(tmp_path: Path) -> 
     ("+cluster.sbatch.Bad_Name=1", "cluster.sbatch.Bad_Name"),
     ("rdzv=etcd", "rdzv.backend"),
     ("cluster.backend=slurmm", "cluster.backend"),
+    ("cluster.warning_s=-1", "cluster.warning_s"),
 ])
 def test_bad_cluster_keys_are_one_line(tmp_path: Path, override: str, key: str) -> None:
     write_recorder_job(tmp_path)

@@ -3,6 +3,7 @@ the failure report and the no-orphan guarantees. Every test ends with the no-sur
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,8 +25,9 @@ from conftest import (
     wait_for_markers,
 )
 
-from runner.errors import ConfigError, LaunchError
+from runner.errors import LaunchError
 from runner.plan import EntrypointPlan, JobPlan, LogsPlan
+from runner.record.read import load_run
 from runner.runtime import processes
 from runner.state import JobState, WorkerState
 
@@ -52,6 +54,9 @@ def test_success_returns_the_run_result_and_records_the_run(erun: Erun) -> None:
     run_dir = Path(plan.run_dir)
     assert JobPlan.from_dict(json.loads((run_dir / "plan.json").read_text())) == plan
     summary = read_summary(run_dir)
+    (segment,) = summary.pop("segments")  # the record's one segment (a rerun would add one)
+    assert (segment["segment"], segment["state"], segment["attempts"], segment["pid"]) == (
+        1, "SUCCEEDED", [0], os.getpid())
     assert summary == json.loads(json.dumps(result.to_dict()))
     assert (summary["state"], summary["exit_code"], summary["attempts"], summary["restarts"]) == (
         "SUCCEEDED", 0, 1, 0)
@@ -245,18 +250,43 @@ def test_console_prefix_is_configurable_and_ranks_filtered(
             f"rank {rank} attempt 0 out\n")
 
 
-def test_refuses_a_run_dir_that_already_holds_a_run(erun: Erun) -> None:
-    plan = erun.plan("exit_code.py", 0, nproc=1)
-    erun.run(plan)
-    log = Path(plan.run_dir) / "attempt_0/rank_0/stdout.log"
-    before = log.read_text()
-    with pytest.raises(ConfigError, match="already holds a run"):
-        erun.run(plan)
-    code, _, err = erun.start(plan).finish()
-    assert code == 2
-    assert err.startswith("erun: error: `run_dir`") and "already holds a run" in err
-    assert len(err.strip().splitlines()) == 1
-    assert log.read_text() == before
+def test_a_rerun_continues_the_record_and_keeps_the_earlier_segment(erun: Erun) -> None:
+    """Segment 1 fails twice (a restart), segment 2 succeeds in the same run directory: attempt
+    numbers and TORCHELASTIC_RESTART_COUNT go on, segment 1's logs and attempts are kept."""
+    failing = erun.plan("exit_code.py", 3, nproc=1, max_restarts=1)
+    assert erun.run(failing).exit_code == 1
+    run_dir = Path(failing.run_dir)
+    kept = {p: p.read_bytes() for p in run_dir.glob("attempt_*/rank_0/*.log")}
+    events_before = (run_dir / "events.jsonl").read_bytes()
+    passing = EntrypointPlan("script", str(WORKERS / "exit_code.py"), ("0",))
+    result = erun.run(dataclasses.replace(failing, entrypoint=passing))
+    assert result.exit_code == 0 and [a.attempt for a in result.attempts] == [2]
+    assert (run_dir / "attempt_2/rank_0/stdout.log").read_text() == "rank 0 attempt 2 out\n"
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert (run_dir / "events.jsonl").read_bytes().startswith(events_before)
+    summary = read_summary(run_dir)
+    assert (summary["state"], summary["attempts"], summary["restarts"]) == ("SUCCEEDED", 3, 2)
+    assert [a["attempt"] for a in summary["per_attempt"]] == [0, 1, 2]
+    assert [(s["segment"], s["state"], s["attempts"]) for s in summary["segments"]] == [
+        (1, "FAILED", [0, 1]), (2, "SUCCEEDED", [2])]
+    record = load_run(run_dir)
+    assert record.state is JobState.SUCCEEDED and [a.attempt for a in record.attempts] == [0, 1, 2]
+    assert [(s.number, s.state, s.attempts) for s in record.segments] == [
+        (1, "FAILED", [0, 1]), (2, "SUCCEEDED", [2])]
+
+
+def test_a_run_dir_whose_agent_still_runs_is_refused(erun: Erun) -> None:
+    plan = erun.plan("hang.py", erun.markers, nproc=1)
+    first = erun.start(plan)
+    wait_for_markers(erun.markers, 1)
+    try:
+        code, _, err = erun.start(plan).finish()
+    finally:
+        first.popen.send_signal(signal.SIGTERM)
+        first.finish()
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("erun: error: `hydra.run.dir`") and "is still running" in err
+    assert [s.number for s in load_run(Path(plan.run_dir)).segments] == [1]
 
 
 def test_omp_default_is_set_and_noted_once(
