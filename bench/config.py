@@ -52,6 +52,10 @@ class BenchConfig:
     scale_reps: int
     scale_timeout_s: float
     scale_launchers: tuple[str, ...]
+    api_nprocs: tuple[int, ...]  # runner.launch of a trivial function vs torch's elastic_launch
+    api_reps: int
+    api_timeout_s: float
+    api_launchers: tuple[str, ...]
 
 
 ALL = ("erun", "erun-hydra", "torchrun", "floor")
@@ -59,6 +63,7 @@ RESTART = ("erun", "erun-cold", "erun-hydra", "torchrun-fresh", "torchrun", "flo
 AGENTS = ("erun", "erun-hydra", "torchrun")
 NODES = ("erun", "torchrun", "torchrun-fresh")
 SCALE = ("erun", "erun-plan", "torchrun")  # erun: `erun torchrun`; erun-plan: run-plan, no Hydra
+API = ("erun", "elastic_launch")  # runner.launch, torch's elastic_launch
 
 FULL = BenchConfig(
     mode="full", launch_reps=5, launch_torch_reps=5,
@@ -73,6 +78,7 @@ FULL = BenchConfig(
     multinode_timeout_s=90.0, multinode_launchers=NODES,
     sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0,
     scale_agents=(2, 4, 8), scale_reps=3, scale_timeout_s=120.0, scale_launchers=SCALE,
+    api_nprocs=(4,), api_reps=5, api_timeout_s=120.0, api_launchers=API,
 )
 
 # About 3 minutes on 2 busy cores: every metric, erun and torchrun side by side in each, one
@@ -93,6 +99,7 @@ QUICK = BenchConfig(
     multinode_timeout_s=75.0, multinode_launchers=NODES,
     sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0,
     scale_agents=(2, 4), scale_reps=1, scale_timeout_s=90.0, scale_launchers=("erun", "torchrun"),
+    api_nprocs=(4,), api_reps=1, api_timeout_s=90.0, api_launchers=API,
 )
 
 SMOKE = BenchConfig(
@@ -106,6 +113,7 @@ SMOKE = BenchConfig(
     multinode_timeout_s=60.0, multinode_launchers=("erun",),
     sweep_points=2, sweep_sleep_s=0.2, sweep_reps=1, sweep_timeout_s=60.0,
     scale_agents=(2,), scale_reps=1, scale_timeout_s=60.0, scale_launchers=("erun",),
+    api_nprocs=(2,), api_reps=1, api_timeout_s=60.0, api_launchers=("erun",),
 )
 
 MODES = {c.mode: c for c in (FULL, QUICK, SMOKE)}

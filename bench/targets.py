@@ -72,7 +72,9 @@ def targets(rows: list[Row]) -> list[Target]:
     cpu = [Target("agent CPU over idle supervision", "overhead", case, 1.0) for case in idle[:1]]
     agents = sorted({r.case for r in rows if r.metric == "scale" and r.case.startswith("CPU per agent")})
     scale = [Target(f"agent CPU, {case.rsplit(', ', 1)[-1]}", "scale", case, 0.7) for case in agents]
-    return fixed + restarts + multinode + cpu + scale
+    calls = sorted({r.case for r in rows if r.metric == "api"})
+    api = [Target(f"runner.launch, {case}", "api", case, 0.5, "elastic_launch") for case in calls]
+    return fixed + restarts + multinode + cpu + scale + api
 
 
 def median(rows: list[Row], metric: str, case: str, launcher: str) -> tuple[float | None, Row | None]:
