@@ -345,6 +345,8 @@ class JobPlan:
     redact: tuple[str, ...] = DEFAULT_REDACT
     # Bind each local rank's CPUs near its GPU, as torch's --numa-binding (runner.runtime.numa).
     numa_binding: str | None = None
+    # torchrun --virtual-local-rank: LOCAL_RANK=0 for every worker (each sees its device as cuda:0).
+    virtual_local_rank: bool = False
     # Forward SIGUSR1/SIGUSR2 to the workers. False inside a Slurm job step, where Slurm signals
     # every process of the step itself (forwarding again would deliver each signal twice).
     forward_signals: bool = True

@@ -53,7 +53,7 @@ FLAG_OF = {"role": "--role", "nproc": "--nproc-per-node", "nnodes": "--nnodes", 
            "rdzv.backend": "--rdzv-backend", "rdzv.settings.local_addr": "--local-addr",
            "rdzv.settings": "--rdzv-conf", "restart.max_restarts": "--max-restarts",
            "restart.stop_grace_s": "--shutdown-timeout", "logs.ranks": "--local-ranks-filter",
-           "isolate_gpus": "--virtual-local-rank", "entrypoint": "training_script",
+           "virtual_local_rank": "--virtual-local-rank", "entrypoint": "training_script",
            "module": "training_script", "exec": "training_script",
            "args": "training_script_args", "hydra.run.dir": "--log-dir", "numa_binding": "--numa-binding"}
 # torchrun's console prefix with --tee, and the variable that replaces it (torch's names -> erun's).
@@ -97,7 +97,8 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
          help="accepted: erun stops on SIGINT/SIGTERM/SIGHUP and forwards SIGUSR1/SIGUSR2")
     flag("--shutdown-timeout", type=int, default=None,
          help="seconds from SIGTERM to SIGKILL (restart.stop_grace_s)")
-    flag("--virtual-local-rank", action="store_true", help="one GPU per worker (isolate_gpus)")
+    flag("--virtual-local-rank", action="store_true",
+         help="LOCAL_RANK=0, one device per worker (virtual_local_rank)")
     flag("--numa-binding", default=None, choices=list(NUMA_MODES),
          help="bind each local rank's CPUs near its GPU, as torchrun (numa_binding)")
     flag("-m", "--module", action="store_true")
@@ -147,8 +148,8 @@ def to_job(opts: argparse.Namespace) -> dict[str, Any]:
     restart = _restart(opts)
     if restart:
         job["restart"] = restart
-    if opts.virtual_local_rank and _gpus_visible():
-        job["isolate_gpus"] = True
+    if opts.virtual_local_rank:
+        job["virtual_local_rank"] = True
     if opts.numa_binding:
         job["numa_binding"] = opts.numa_binding
     if opts.role != "default":
@@ -192,12 +193,6 @@ def _seconds(name: str, value: str) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(name, f"is `{value}`", "use whole seconds, e.g. 30") from None
-
-
-def _gpus_visible() -> bool:
-    from runner.devices import visible_gpus  # reads /sys and the environment, never torch
-
-    return bool(visible_gpus(os.environ)[0])
 
 
 def _entrypoint(opts: argparse.Namespace) -> dict[str, Any]:
@@ -337,10 +332,6 @@ def notes(opts: argparse.Namespace) -> list[str]:
                    "on SIGINT, SIGTERM, SIGHUP and forwards SIGUSR1, SIGUSR2 to the workers)")
     if opts.local_addr and _one_node(opts):
         out.append("--local-addr ignored (one node: no rendezvous to announce it to)")
-    if opts.virtual_local_rank:
-        out.append("--virtual-local-rank: each worker sees one GPU (isolate_gpus), as device 0; "
-                   "LOCAL_RANK stays the worker's local rank" if _gpus_visible()
-                   else "--virtual-local-rank ignored (no GPU visible)")
     return out
 
 

@@ -24,18 +24,30 @@ def job_for(*argv: str) -> dict[str, Any]:
     return to_job(parser().parse_args(list(argv)))
 
 
-def test_same_worker_environment_as_real_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("flags", "visible"), [
+    ([], None),
+    # torch 2.13: LOCAL_RANK=0 for all, CUDA_VISIBLE_DEVICES = the rank's entry of the agent's (stripped)
+    (["--virtual-local-rank"], "3, 5"),
+], ids=["plain", "virtual-local-rank"])
+def test_same_worker_environment_as_real_torchrun(flags: list[str], visible: str | None, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if visible is not None:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     theirs, ours = tmp_path / "torchrun", tmp_path / "erun"
     theirs.mkdir()
     ours.mkdir()
     script = str(WORKERS / "dump_env.py")
     env = subprocess_env()
-    done = subprocess.run([*torchrun_argv(), *FLAGS, script, str(theirs)], cwd=REPO, env=env,
+    done = subprocess.run([*torchrun_argv(), *FLAGS, *flags, script, str(theirs)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    result = erun(["torchrun", *FLAGS, script, str(ours)], tmp_path)
+    result = erun(["torchrun", *FLAGS, *flags, script, str(ours)], tmp_path)
     assert result.returncode == 0, result.stderr
+    if flags:
+        assert [e["LOCAL_RANK"] for e in load_envs(theirs, 2)] == ["0", "0"]
+        assert [e["CUDA_VISIBLE_DEVICES"] for e in load_envs(theirs, 2)] == ["3", "5"]
     for rank, (t, o) in enumerate(zip(load_envs(theirs, 2), load_envs(ours, 2), strict=True)):
         erun_own = {k for k in o if k.startswith("ERUN_")} - set(t)
         assert set(o) - erun_own == set(t), f"rank {rank}"

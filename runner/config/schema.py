@@ -182,6 +182,10 @@ class JobConf:
         False, "With nproc=gpu: give local rank i CUDA_VISIBLE_DEVICES=<i-th visible device> "
         "(it then sees one device, cuda:0).",
     )
+    virtual_local_rank: bool = _key(
+        False, "As torchrun --virtual-local-rank: every worker gets LOCAL_RANK=0 and, as its only device, "
+        "CUDA_VISIBLE_DEVICES=<the i-th entry of erun's CUDA_VISIBLE_DEVICES> (local rank i; unset: i).",
+    )
     numa_binding: str | None = _key(
         None, "Bind each local rank's CPUs near its GPU (GPU = local rank), as torchrun --numa-binding: "
         "node, socket, exclusive or core-complex (null: no binding).",
