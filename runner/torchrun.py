@@ -256,9 +256,16 @@ def _logs(opts: argparse.Namespace) -> dict[str, Any]:
     for flag in ("redirects", "tee"):
         if getattr(opts, flag) not in STD:
             raise ConfigError(f"--{flag}", f"is `{getattr(opts, flag)}`", "use 0, 1, 2 or 3")
-    if STD[opts.redirects] and not STD[opts.tee]:  # redirected and not teed: files only
-        logs["console"] = False
-    logs.update(console_prefix(bool(STD[opts.tee]), os.environ.get(PREFIX_TEMPLATE_VAR)))
+    # As torch 2.13's DefaultLogsSpecs: a teed stream is tailed to the agent's same stream behind
+    # the prefix; a redirected one goes to its file only; any other reaches the console as written
+    # (with no --tee, the empty prefix does that).
+    teed, redirected = STD[opts.tee], STD[opts.redirects]
+    for stream in ("stdout", "stderr"):
+        if stream in redirected and stream not in teed:
+            logs[stream] = "file"
+        elif teed and stream not in teed:
+            logs[stream] = "raw"
+    logs.update(console_prefix(bool(teed), os.environ.get(PREFIX_TEMPLATE_VAR)))
     if opts.local_ranks_filter:
         try:
             logs["ranks"] = [int(r) for r in opts.local_ranks_filter.split(",")]

@@ -117,7 +117,9 @@ def test_flag_mapping() -> None:
     assert (static["nnodes"], static["node_rank"]) == (2, 1)
     elastic = job_for("--nnodes", "1:4", "--rdzv-backend", "c10d", "--rdzv-endpoint", "h:1234", "t.py")
     assert (elastic["nnodes"], elastic["rdzv"]["endpoint"]) == ("1:4", "h:1234")
-    assert job_for("--redirects", "3", "t.py")["logs"] == {"console": False, "prefix": ""}
+    assert job_for("--redirects", "3", "t.py")["logs"] == {"stdout": "file", "stderr": "file", "prefix": ""}
+    assert job_for("-r", "2", "--tee", "1", "t.py")["logs"] == {  # per stream, as torchrun
+        "stderr": "file", "prefix": "[{role}{local_rank}]:", "prefix_space": False}
     assert job_for("--redirects", "3", "--tee", "3", "t.py")["logs"] == {  # teed: on the console, as torchrun
         "prefix": "[{role}{local_rank}]:", "prefix_space": False}
     assert job_for("--log-dir", "logs", "t.py")["hydra"]["run"]["dir"].startswith("logs/none_${now:")

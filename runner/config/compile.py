@@ -334,7 +334,8 @@ def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
                               "list global ranks that exist (or null for all)")
     return LogsPlan(prefix=prefix, prefix_space=bool(logs.get("prefix_space", True)), ranks=ranks,
                     console=bool(logs.get("console", True)), panel=str(logs.get("panel", "auto")),
-                    private=bool(logs.get("private", True)), layout=str(logs.get("layout", "erun")))
+                    private=bool(logs.get("private", True)), layout=str(logs.get("layout", "erun")),
+                    stdout=str(logs.get("stdout", "console")), stderr=str(logs.get("stderr", "console")))
 
 
 def _numa(mode: Any) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.plan import DEFAULT_REDACT, LOG_LAYOUTS, NUMA_MODES
+from runner.plan import DEFAULT_REDACT, LOG_LAYOUTS, NUMA_MODES, STREAM_MODES
 
 SCHEMA_NAME = "erun_job_schema"
 
@@ -141,6 +141,10 @@ class LogsConf:
                          "false: as the umask allows.")
     layout: str = _key("erun", "Rank log folders: erun (attempt_N/rank_R/) or torchrun "
                        "(attempt_N/<local_rank>/, as torchrun --log-dir).", json={"enum": list(LOG_LAYOUTS)})
+    stdout: str = _key("console", "Workers' stdout besides its log file: console (behind the prefix), raw "
+                       "(on the console, no prefix) or file (not on the console).",
+                       json={"enum": list(STREAM_MODES)})
+    stderr: str = _key("console", "Workers' stderr, as logs.stdout.", json={"enum": list(STREAM_MODES)})
 
 
 @dataclass
