@@ -55,6 +55,10 @@ class BenchConfig:
     scale_launchers: tuple[str, ...]
     slurm_reps: int  # a 2-node job on the loopback Slurm cluster (bench/slurm.py), per launcher
     slurm_timeout_s: float
+    api_nprocs: tuple[int, ...]  # runner.launch of a trivial function vs torch's elastic_launch
+    api_reps: int
+    api_timeout_s: float
+    api_launchers: tuple[str, ...]
 
 
 ALL = ("erun", "erun-hydra", "torchrun", "floor")
@@ -63,6 +67,7 @@ AGENTS = ("erun", "erun-hydra", "torchrun")
 NODES = ("erun", "torchrun", "torchrun-fresh")
 # erun: `erun torchrun`; erun-hydra: the same through Hydra; erun-plan: `erun run-plan`
 SCALE = ("erun", "erun-hydra", "erun-plan", "torchrun")
+API = ("erun", "elastic_launch")  # runner.launch, torch's elastic_launch
 SWEEP = ("erun -m", "erun -m slots=N", "hydra basic", "hydra joblib")  # bench/sweep.py
 
 FULL = BenchConfig(
@@ -79,6 +84,7 @@ FULL = BenchConfig(
     sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0, sweep_launchers=SWEEP,
     scale_agents=(2, 4, 8), scale_reps=3, scale_timeout_s=120.0, scale_launchers=SCALE,
     slurm_reps=5, slurm_timeout_s=90.0,
+    api_nprocs=(4,), api_reps=5, api_timeout_s=120.0, api_launchers=API,
 )
 
 # About 2.5 minutes on 2 busy cores (CI runs it after the tests, only to check that the suite
@@ -104,6 +110,7 @@ QUICK = BenchConfig(
     # A 2-node Slurm job costs 20-60 s a launcher on 2 busy cores: not in --quick
     # (tests/test_bench_slurm.py runs one erun job on the test cluster instead).
     slurm_reps=0, slurm_timeout_s=90.0,
+    api_nprocs=(4,), api_reps=1, api_timeout_s=90.0, api_launchers=API,
 )
 
 SMOKE = BenchConfig(
@@ -119,6 +126,7 @@ SMOKE = BenchConfig(
     sweep_launchers=("erun -m", "hydra basic"),
     scale_agents=(2,), scale_reps=1, scale_timeout_s=60.0, scale_launchers=("erun",),
     slurm_reps=0, slurm_timeout_s=60.0,
+    api_nprocs=(2,), api_reps=1, api_timeout_s=60.0, api_launchers=("erun",),
 )
 
 MODES = {c.mode: c for c in (FULL, QUICK, SMOKE)}

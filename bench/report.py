@@ -14,7 +14,8 @@ from bench.common import Row
 from bench.registry import METRICS
 from bench.targets import Verdict
 
-BASELINES = {"restart": "torchrun-fresh", "sweep": "hydra basic", "slurm": "sbatch + srun torchrun"}
+BASELINES = {"restart": "torchrun-fresh", "sweep": "hydra basic", "slurm": "sbatch + srun torchrun",
+             "api": "elastic_launch"}
 NOISE = ("Numbers are wall-clock on a shared machine; other jobs ran at the same time, so absolute "
          "times are noisy. Compare the ratios, and rerun before drawing conclusions from small gaps.")
 

@@ -78,7 +78,9 @@ def targets(rows: list[Row]) -> list[Target]:
         Target("slurm: submit 2 nodes to init", "slurm", SLURM_CASE, 1.0, "sbatch + srun torchrun"),
         Target("slurm: submit 2 nodes to init", "slurm", SLURM_CASE, 1.0, "torchx dist.ddp"),
     ]
-    return fixed + restarts + multinode + cpu + scale + slurm + sweep_targets(rows)
+    calls = sorted({r.case for r in rows if r.metric == "api"})
+    api = [Target(f"runner.launch, {case}", "api", case, 0.5, "elastic_launch") for case in calls]
+    return fixed + restarts + multinode + cpu + scale + api + slurm + sweep_targets(rows)
 
 
 def sweep_targets(rows: list[Row]) -> list[Target]:

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.errors import ConfigError
+
 FAKE_GPU_VAR = "ERUN_FAKE_GPU_COUNT"
 # Descriptors the agent holds per worker: its pidfd, two pipes and two log files; or, when the
 # open-file limit cannot hold those, only its pidfd (its ranks then write straight to their log
@@ -65,11 +67,27 @@ class HostInfo:
     gpu_source: str  # how the GPUs were found, for error messages
     # How many workers an agent can hold here (open-file and pid limits).
     capacity: Capacity = field(default_factory=worker_capacity)
+    cuda_visible: str | None = None  # CUDA_VISIBLE_DEVICES as set (virtual_local_rank maps it as torch)
 
     @classmethod
     def detect(cls, environ: Mapping[str, str]) -> HostInfo:
         gpus, source = visible_gpus(environ)
-        return cls(cpus=usable_cpus(), gpus=gpus, gpu_source=source)
+        return cls(cpus=usable_cpus(), gpus=gpus, gpu_source=source,
+                   cuda_visible=environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def virtual_devices(visible: str | None, nproc: int) -> tuple[str, ...]:
+    """Each local rank's CUDA_VISIBLE_DEVICES under torchrun's --virtual-local-rank (torch 2.13's
+    LocalElasticAgent._set_local_rank_env): the i-th comma-separated entry of the agent's
+    CUDA_VISIBLE_DEVICES, stripped; unset: i itself, whatever devices exist."""
+    if visible is None:
+        return tuple(str(i) for i in range(nproc))
+    entries = visible.split(",")
+    if nproc > len(entries):
+        raise ConfigError("virtual_local_rank", f"needs one CUDA_VISIBLE_DEVICES entry per worker: "
+                          f"nproc={nproc}, CUDA_VISIBLE_DEVICES={visible!r}",
+                          "list a device per worker in CUDA_VISIBLE_DEVICES, or lower nproc")
+    return tuple(e.strip() for e in entries[:nproc])
 
 
 def usable_cpus() -> int:

@@ -34,6 +34,9 @@ SETTING_DEFAULTS = {"join_timeout": 600, "last_call_timeout": 30}
 # torch 2.13's --numa-binding modes (torch/numa/binding.py AffinityMode), and the log layouts.
 NUMA_MODES = ("node", "socket", "exclusive", "core-complex")
 LOG_LAYOUTS = ("erun", "torchrun")
+# Where a worker stream's lines go besides its log file: the console behind logs.prefix, the
+# console as written (no prefix), or nowhere else (torchrun --redirects without --tee).
+STREAM_MODES = ("console", "raw", "file")
 # The fix for a bad value of each key that both the compiler and the plan check: one text,
 # whichever finds the mistake (the compiler first, naming the file; a plan built by hand after).
 FIXES = {
@@ -277,8 +280,14 @@ class LogsPlan:
     # How the rank folders are named (runner.paths.RunPaths): erun's attempt_N/rank_R/, or
     # torchrun's attempt_N/<local_rank>/ (erun torchrun --log-dir).
     layout: str = "erun"
+    stdout: str = "console"  # one of STREAM_MODES
+    stderr: str = "console"
 
     def __post_init__(self) -> None:
+        for stream in ("stdout", "stderr"):
+            if getattr(self, stream) not in STREAM_MODES:
+                raise ConfigError(f"logs.{stream}", f"is `{getattr(self, stream)}`",
+                                  f"use {', '.join(STREAM_MODES)}")
         if self.layout not in LOG_LAYOUTS:
             raise ConfigError("logs.layout", f"is `{self.layout}`", f"use {' or '.join(LOG_LAYOUTS)}")
         if self.panel not in ("auto", "on", "off"):
@@ -345,6 +354,8 @@ class JobPlan:
     redact: tuple[str, ...] = DEFAULT_REDACT
     # Bind each local rank's CPUs near its GPU, as torch's --numa-binding (runner.runtime.numa).
     numa_binding: str | None = None
+    # torchrun --virtual-local-rank: LOCAL_RANK=0 for every worker (each sees its device as cuda:0).
+    virtual_local_rank: bool = False
     # Forward SIGUSR1/SIGUSR2 to the workers. False inside a Slurm job step, where Slurm signals
     # every process of the step itself (forwarding again would deliver each signal twice).
     forward_signals: bool = True

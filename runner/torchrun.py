@@ -85,7 +85,8 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
          help="accepted: erun stops on SIGINT/SIGTERM/SIGHUP and forwards SIGUSR1/SIGUSR2")
     flag("--shutdown-timeout", type=int, default=None,
          help="seconds from SIGTERM to SIGKILL (restart.stop_grace_s)")
-    flag("--virtual-local-rank", action="store_true", help="one GPU per worker (isolate_gpus)")
+    flag("--virtual-local-rank", action="store_true",
+         help="LOCAL_RANK=0, one device per worker (virtual_local_rank)")
     flag("--numa-binding", default=None, choices=list(NUMA_MODES),
          help="bind each local rank's CPUs near its GPU, as torchrun (numa_binding)")
     flag("-m", "--module", action="store_true")
@@ -135,8 +136,8 @@ def to_job(opts: argparse.Namespace) -> dict[str, Any]:
     restart = _restart(opts)
     if restart:
         job["restart"] = restart
-    if opts.virtual_local_rank and _gpus_visible():
-        job["isolate_gpus"] = True
+    if opts.virtual_local_rank:
+        job["virtual_local_rank"] = True
     if opts.numa_binding:
         job["numa_binding"] = opts.numa_binding
     if opts.role != "default":
@@ -180,12 +181,6 @@ def _seconds(name: str, value: str) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(name, f"is `{value}`", "use whole seconds, e.g. 30") from None
-
-
-def _gpus_visible() -> bool:
-    from runner.devices import visible_gpus  # reads /sys and the environment, never torch
-
-    return bool(visible_gpus(os.environ)[0])
 
 
 def _entrypoint(opts: argparse.Namespace) -> dict[str, Any]:
@@ -249,9 +244,16 @@ def _logs(opts: argparse.Namespace) -> dict[str, Any]:
     for flag in ("redirects", "tee"):
         if getattr(opts, flag) not in STD:
             raise ConfigError(f"--{flag}", f"is `{getattr(opts, flag)}`", "use 0, 1, 2 or 3")
-    if STD[opts.redirects] and not STD[opts.tee]:  # redirected and not teed: files only
-        logs["console"] = False
-    logs.update(console_prefix(bool(STD[opts.tee]), os.environ.get(PREFIX_TEMPLATE_VAR)))
+    # As torch 2.13's DefaultLogsSpecs: a teed stream is tailed to the agent's same stream behind
+    # the prefix; a redirected one goes to its file only; any other reaches the console as written
+    # (with no --tee, the empty prefix does that).
+    teed, redirected = STD[opts.tee], STD[opts.redirects]
+    for stream in ("stdout", "stderr"):
+        if stream in redirected and stream not in teed:
+            logs[stream] = "file"
+        elif teed and stream not in teed:
+            logs[stream] = "raw"
+    logs.update(console_prefix(bool(teed), os.environ.get(PREFIX_TEMPLATE_VAR)))
     if opts.local_ranks_filter:
         try:
             logs["ranks"] = [int(r) for r in opts.local_ranks_filter.split(",")]
@@ -325,10 +327,6 @@ def notes(opts: argparse.Namespace) -> list[str]:
                    "on SIGINT, SIGTERM, SIGHUP and forwards SIGUSR1, SIGUSR2 to the workers)")
     if opts.local_addr and one_node(opts):
         out.append("--local-addr ignored (one node: no rendezvous to announce it to)")
-    if opts.virtual_local_rank:
-        out.append("--virtual-local-rank: each worker sees one GPU (isolate_gpus), as device 0; "
-                   "LOCAL_RANK stays the worker's local rank" if _gpus_visible()
-                   else "--virtual-local-rank ignored (no GPU visible)")
     return out
 
 

@@ -28,7 +28,7 @@ FLAG_OF = {"role": "--role", "nproc": "--nproc-per-node", "nnodes": "--nnodes", 
            "rdzv.backend": "--rdzv-backend", "rdzv.settings.local_addr": "--local-addr",
            "rdzv.settings": "--rdzv-conf", "restart.max_restarts": "--max-restarts",
            "restart.stop_grace_s": "--shutdown-timeout", "logs.ranks": "--local-ranks-filter",
-           "isolate_gpus": "--virtual-local-rank", "entrypoint": "training_script",
+           "virtual_local_rank": "--virtual-local-rank", "entrypoint": "training_script",
            "module": "training_script", "exec": "training_script",
            "args": "training_script_args", "hydra.run.dir": "--log-dir", "numa_binding": "--numa-binding"}
 

@@ -232,11 +232,31 @@ def test_the_hparams_example(tmp_path: Path) -> None:
     assert "lr=0.001" in (tmp_path / "out" / "attempt_0" / "rank_0" / "stdout.log").read_text()
 
 
+# README's quick start, verbatim (tests/test_docs.py checks that README's block is this text).
+EXAMPLE = "bash scripts/example.sh"
+
+
+def clone_files() -> set[str]:
+    """What git sees in the clone, ignored folders included, bytecode and .venv aside."""
+    done = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    return {x for x in done.stdout.splitlines() if "__pycache__" not in x and ".venv" not in x}
+
+
 @pytest.mark.slow
-def test_the_ddp_example_resumes_from_its_checkpoint_after_a_crash(tmp_path: Path) -> None:
-    result = erun(["+job=ddp", "params.fail_at_step=170", "hydra.run.dir=out"], tmp_path, timeout=180)
+def test_the_ddp_example_from_the_clone_resumes_after_a_crash_and_writes_nothing_there(
+        private_tmpdir: Path, no_survivors: str) -> None:
+    """README's `bash scripts/example.sh`, typed in the clone (a crash added: one DDP run covers
+    both): it runs outside the clone, in a temporary directory it prints first."""
+    before = clone_files()
+    result = subprocess.run([*EXAMPLE.split(), "params.fail_at_step=170"], cwd=REPO, env=subprocess_env(),
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
-    out = tmp_path / "out"
+    assert clone_files() == before
+    where = next(x for x in result.stderr.splitlines() if x.startswith("example: running in "))
+    assert Path(where.split()[3]).parent == private_tmpdir
+    out = Path(next(x for x in result.stderr.splitlines() if x.startswith("erun: run dir ")).split()[-1])
+    assert out.is_relative_to(private_tmpdir)
     assert "simulated crash at step 170" in (out / "attempt_0" / "rank_1" / "stderr.log").read_text()
     resumed = (out / "attempt_1" / "rank_0" / "stdout.log").read_text()
     assert "starting at step 150 of 300" in resumed and "done: 150 steps" in resumed

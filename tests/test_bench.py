@@ -43,7 +43,8 @@ def test_smoke_exits_0_and_prints_the_tables(smoke: tuple[subprocess.CompletedPr
         "| trivial nproc=2 | erun | 1/1 |", "| trivial nproc=2 | torchrun |", "| trivial nproc=2 | floor |",
         "| exit 1 nproc=2 | erun | 1/1 |", "| 4 workers sleeping 1 s: CPU idle supervision | erun |",
         "## Targets", "| 2 points x 1 proc sleeping 0.2 s | erun -m | 1/1 |",
-        "| 2 points x 1 proc sleeping 0.2 s | hydra basic | 1/1 |", "Processes left behind after the run: 0.",
+        "| 2 points x 1 proc sleeping 0.2 s | hydra basic | 1/1 |",
+        "| fn on 2 workers, return values | erun | 1/1 |", "Processes left behind after the run: 0.",
     )
     for row in expected:
         assert row in proc.stdout
@@ -57,7 +58,7 @@ def test_smoke_json_is_valid_and_complete(smoke: tuple[subprocess.CompletedProce
     assert set(data["durations_s"]) == {m["name"] for m in data["metrics"]}
     assert {"cores", "python", "torch"} <= set(data["machine"])
     names = {m["name"] for m in data["metrics"]}
-    assert names >= {"launch", "restart", "overhead", "multi-node", "sweep", "scale"}
+    assert names >= {"launch", "restart", "overhead", "multi-node", "sweep", "scale", "api"}
     assert not [m["name"] for m in data["metrics"] if m["pending"]]
     rows = {(r["metric"], r["case"], r["launcher"]): r for r in data["rows"]}
     launch = rows[("launch", "trivial nproc=2", "erun")]

@@ -4,6 +4,7 @@ status class and the same files from the same ranks. Real launchers, real worker
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -93,3 +94,32 @@ def test_a_torch_launcher_case_gives_the_same_outcome_under_both(tmp_path: Path,
         return
     assert (theirs[0], ours[0]) == (0, 0), (theirs[2][-2000:], ours[2][-2000:])
     assert ours[1] == theirs[1] == {str(r): f"{r} {ranks}" for r in range(ranks)}
+
+
+# -- the console: which stream shows which worker lines, behind which prefix --------------------
+
+WORKER_LINE = re.compile(r"^(.*)(out|err) (\d)$")
+
+
+def worker_lines(text: str) -> list[str]:
+    """The worker lines of one console stream (the launchers' own notes and logs left out)."""
+    return sorted(line for line in text.splitlines() if WORKER_LINE.match(line))
+
+
+@pytest.mark.parametrize("flags", [
+    ["--tee", "1"], ["--tee", "2"], ["--redirects", "1"], ["-r", "2", "--tee", "1"],
+    ["--log-dir", "{logs}", "-r", "3", "--tee", "2"],
+], ids=lambda f: " ".join(f).replace("{logs}", "D"))
+def test_the_console_shows_each_stream_as_torchrun_does(tmp_path: Path, flags: list[str]) -> None:
+    """torch 2.13: a teed stream is tailed to the same stream behind `[default0]:`, a redirected
+    one only to its file, any other reaches the console as written."""
+    consoles = {}
+    for launcher in LAUNCHERS:
+        argv = [a.replace("{logs}", str(tmp_path / f"logs-{launcher}")) for a in flags]
+        script = str(WORKERS / "both_streams.py")
+        done = subprocess.run([*LAUNCHERS[launcher], "--nproc-per-node=2", *argv, script], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, env=subprocess_env())
+        assert done.returncode == 0, done.stderr[-2000:]
+        consoles[launcher] = (worker_lines(done.stdout), worker_lines(done.stderr))
+    assert consoles["erun"] == consoles["torchrun"]
+    assert any(consoles["torchrun"])  # each case shows some lines: two empty consoles would prove nothing

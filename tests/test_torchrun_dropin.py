@@ -24,18 +24,30 @@ def job_for(*argv: str) -> dict[str, Any]:
     return to_job(parser().parse_args(list(argv)))
 
 
-def test_same_worker_environment_as_real_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("flags", "visible"), [
+    ([], None),
+    # torch 2.13: LOCAL_RANK=0 for all, CUDA_VISIBLE_DEVICES = the rank's entry of the agent's (stripped)
+    (["--virtual-local-rank"], "3, 5"),
+], ids=["plain", "virtual-local-rank"])
+def test_same_worker_environment_as_real_torchrun(flags: list[str], visible: str | None, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if visible is not None:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     theirs, ours = tmp_path / "torchrun", tmp_path / "erun"
     theirs.mkdir()
     ours.mkdir()
     script = str(WORKERS / "dump_env.py")
     env = subprocess_env()
-    done = subprocess.run([*torchrun_argv(), *FLAGS, script, str(theirs)], cwd=REPO, env=env,
+    done = subprocess.run([*torchrun_argv(), *FLAGS, *flags, script, str(theirs)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    result = erun(["torchrun", *FLAGS, script, str(ours)], tmp_path)
+    result = erun(["torchrun", *FLAGS, *flags, script, str(ours)], tmp_path)
     assert result.returncode == 0, result.stderr
+    if flags:
+        assert [e["LOCAL_RANK"] for e in load_envs(theirs, 2)] == ["0", "0"]
+        assert [e["CUDA_VISIBLE_DEVICES"] for e in load_envs(theirs, 2)] == ["3", "5"]
     for rank, (t, o) in enumerate(zip(load_envs(theirs, 2), load_envs(ours, 2), strict=True)):
         erun_own = {k for k in o if k.startswith("ERUN_")} - set(t)
         assert set(o) - erun_own == set(t), f"rank {rank}"
@@ -105,7 +117,9 @@ def test_flag_mapping() -> None:
     assert (static["nnodes"], static["node_rank"]) == (2, 1)
     elastic = job_for("--nnodes", "1:4", "--rdzv-backend", "c10d", "--rdzv-endpoint", "h:1234", "t.py")
     assert (elastic["nnodes"], elastic["rdzv"]["endpoint"]) == ("1:4", "h:1234")
-    assert job_for("--redirects", "3", "t.py")["logs"] == {"console": False, "prefix": ""}
+    assert job_for("--redirects", "3", "t.py")["logs"] == {"stdout": "file", "stderr": "file", "prefix": ""}
+    assert job_for("-r", "2", "--tee", "1", "t.py")["logs"] == {  # per stream, as torchrun
+        "stderr": "file", "prefix": "[{role}{local_rank}]:", "prefix_space": False}
     assert job_for("--redirects", "3", "--tee", "3", "t.py")["logs"] == {  # teed: on the console, as torchrun
         "prefix": "[{role}{local_rank}]:", "prefix_space": False}
     assert job_for("--log-dir", "logs", "t.py")["hydra"]["run"]["dir"].startswith("logs/none_${now:")

@@ -106,9 +106,12 @@ def test_flags_with_an_erun_meaning(tmp_path: Path) -> None:
     env = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "4"}  # torchrun's fallback for --shutdown-timeout
     result = erun(["torchrun", "--dry-run=json", "t.py"], tmp_path, env=env)
     assert json.loads(result.stdout)["restart"]["stop_grace_s"] == 4
+    # --virtual-local-rank as torch 2.13 maps it, GPUs or not (tests/test_torchrun_dropin.py runs both)
     argv = ["torchrun", "--dry-run=json", "--nproc-per-node=2", "--virtual-local-rank", "t.py"]
-    gpus = erun(argv, tmp_path, env={"ERUN_FAKE_GPU_COUNT": "2"})
-    assert json.loads(gpus.stdout)["devices"] == ["0", "1"], gpus.stderr
+    plan = json.loads(erun(argv, tmp_path, env={"CUDA_VISIBLE_DEVICES": "7,2,4"}).stdout)
+    assert plan["devices"] == ["7", "2"] and plan["virtual_local_rank"] is True
+    short = one_line_error(erun(argv, tmp_path, env={"CUDA_VISIBLE_DEVICES": "0"}))  # 1 entry, 2 workers
+    assert "`--virtual-local-rank` needs one CUDA_VISIBLE_DEVICES entry per worker" in short
 
 
 def test_flags_erun_cannot_honour_run_with_one_note_each(tmp_path: Path) -> None:
@@ -121,10 +124,10 @@ def test_flags_erun_cannot_honour_run_with_one_note_each(tmp_path: Path) -> None
     notes = [line for line in result.stderr.splitlines() if line.startswith("erun: note: ")]
     for text in ("--signals-to-handle: erun does not handle SIGQUIT", "--duplicate-stdout-filters ignored",
                  "--duplicate-stderr-filters ignored",
-                 "--virtual-local-rank ignored", "--local-addr ignored", "--event-log-handler ignored",
+                 "--local-addr ignored", "--event-log-handler ignored",
                  "--master-port ignored"):
         assert sum(text in n for n in notes) == 1, (text, notes)
-    assert len(notes) == 7
+    assert len(notes) == 6
     # the agent, which binds, says once why it cannot here (tests/runtime/test_numa.py binds)
     assert result.stderr.count("erun: numa_binding=node not applied, workers run unbound: 0 GPU(s)") == 1
 

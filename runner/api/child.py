@@ -1,5 +1,6 @@
 """`python -m runner.api.child ERROR_FILE ERUN_ARGS...`: erun's command line (`runner.app`,
-the CLI's own path: Hydra composes, the compiler plans, the agent runs) in the child process
+the CLI's own path: Hydra composes, the compiler plans, the agent runs; or `run-plan PLAN.json`,
+a plan already compiled by `runner.compose`) in the child process
 that `runner.launch` and `runner.compose` start, so the caller never hosts the agent.
 
 An error erun raises on purpose is written to ERROR_FILE as JSON (a ConfigError's key,
@@ -26,9 +27,13 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: python -m runner.api.child ERROR_FILE ERUN_ARGS...", file=sys.stderr)
         return 2
-    from runner.app import main as app_main
-
     try:
+        if argv[1:2] == ["run-plan"]:  # runner.launch(fn, plan=...): a compiled plan, no Hydra
+            from runner.cli import SUBCOMMANDS
+
+            return SUBCOMMANDS["run-plan"](argv[2:])
+        from runner.app import main as app_main
+
         return app_main(argv[1:])
     except ErunError as e:
         with open(argv[0], "w", encoding="utf-8") as f:

@@ -64,18 +64,28 @@ class JobFailedError(ErunError):
         self.result, self.rank, self.exception, self.traceback = result, rank, exception, traceback
 
 
-def launch(fn: Callable[..., Any], *args: Any, nproc: int | str = 1, kwargs: Mapping[str, Any] | None = None,
-           run_dir: str | os.PathLike[str] | None = None, **job_keys: Any) -> LaunchResult:
-    """Run `fn(*args, **kwargs)` on `nproc` workers under erun's agent; the result with every
-    rank's return value, or JobFailedError. `job_keys` are any job keys (restart, health, env,
-    params, rdzv, logs, ...); a mistake is the CLI's ConfigError, raised before any worker starts."""
+def launch(fn: Callable[..., Any], *args: Any, nproc: int | str | None = None,
+           kwargs: Mapping[str, Any] | None = None, run_dir: str | os.PathLike[str] | None = None,
+           plan: JobPlan | None = None, **job_keys: Any) -> LaunchResult:
+    """Run `fn(*args, **kwargs)` on `nproc` workers (default 1) under erun's agent; the result
+    with every rank's return value, or JobFailedError. `job_keys` are any job keys (restart,
+    health, env, params, rdzv, logs, ...); a mistake is the CLI's ConfigError, raised before any
+    worker starts. `plan` (from `runner.compose(job_file, overrides)`) gives every job key
+    instead: the job file's settings, with `fn` as the entrypoint."""
     for key in job_keys:
         if key in RESERVED:
             raise ConfigError(key, "is set by runner.launch", RESERVED[key], SOURCE)
+    if plan is not None and (job_keys or nproc is not None):
+        key = "nproc" if nproc is not None else next(iter(job_keys))
+        raise ConfigError(key, "is given with plan=, which already holds every job key",
+                          "put it in the plan's overrides: runner.compose(FILE, ['KEY=VALUE'])", SOURCE)
     payload = pack(fn, args, dict(kwargs or {}))
     folder = LaunchFolder(Path(tempfile.mkdtemp(prefix="erun-launch-")))
     try:
         folder.payload.write_bytes(payload)
+        if plan is not None:
+            return _launch_plan(plan, folder, run_dir)
+        nproc = 1 if nproc is None else nproc
         name = job_keys["name"] if isinstance(job_keys.get("name"), str) else job_name(fn)
         job = {"nproc": nproc, **job_keys, "name": name,
                "module": "runner.api.worker", "args": [str(folder.payload), str(folder.root)]}
@@ -87,6 +97,33 @@ def launch(fn: Callable[..., Any], *args: Any, nproc: int | str = 1, kwargs: Map
         return _outcome(code, where, folder, output)
     finally:
         shutil.rmtree(folder.root, ignore_errors=True)
+
+
+def _launch_plan(plan: JobPlan, folder: LaunchFolder, run_dir: str | os.PathLike[str] | None) -> LaunchResult:
+    """A composed plan with the shipped function as its entrypoint, run as `erun run-plan` runs a
+    plan (no Hydra: the plan is already compiled). Its run directory: `run_dir`, else the
+    plan's own while it holds no run, else a fresh one as launch's default."""
+    import dataclasses
+    import uuid
+
+    from runner.paths import RunPaths
+    from runner.plan import EntrypointKind, EntrypointPlan
+
+    if run_dir is not None:
+        where = Path(run_dir).absolute()
+    elif not RunPaths(Path(plan.run_dir)).events.exists():
+        where = Path(plan.run_dir)
+    else:
+        where = default_run_dir(job_name(plan.name))
+    entry = EntrypointPlan(EntrypointKind.MODULE, "runner.api.worker",
+                           (str(folder.payload), str(folder.root)), python=plan.entrypoint.python)
+    # The job file's config (ERUN_CONFIG) is written only by the command line's path: not here.
+    launched = dataclasses.replace(plan, entrypoint=entry, run_dir=str(where), run_id=uuid.uuid4().hex[:12],
+                                   logs=dataclasses.replace(plan.logs, panel="off"), config_file=None)
+    plan_file = folder.root / "plan.json"
+    plan_file.write_text(json.dumps(launched.to_dict()))  # as composed: secrets stay redacted
+    code, output = _erun(["run-plan", str(plan_file)], folder.root, from_launch=True)
+    return _outcome(code, where, folder, output)
 
 
 def compose(job_file: str | os.PathLike[str], overrides: Sequence[str] = ()) -> JobPlan:

@@ -22,7 +22,7 @@ from runner.config.entrypoint import default_name, entrypoint_plan
 from runner.config.keys import did_you_mean, suggest_key, unknown_keys
 from runner.config.schema import REASONS
 from runner.config.sources import CompileContext
-from runner.devices import HostInfo
+from runner.devices import HostInfo, virtual_devices
 from runner.errors import ConfigError
 from runner.plan import (
     DEFAULT_RDZV_PORTS,
@@ -102,6 +102,7 @@ def _compile(c: dict[str, Any], ctx: CompileContext) -> JobPlan:
         rdzv=rdzv,
         master_addr=_nonempty(c, "master_addr", "localhost", "use a host name or address, e.g. localhost"),
         devices=_devices(c, nproc, ctx.host),
+        virtual_local_rank=bool(c.get("virtual_local_rank")),
         numa_binding=_numa(c.get("numa_binding")),
         params=c.get("params") or {},
         config_file=ctx.config_file,
@@ -196,6 +197,11 @@ def parse_nnodes(value: Any) -> tuple[int, int]:
 
 
 def _devices(c: dict[str, Any], nproc: int, host: HostInfo) -> tuple[str, ...]:
+    if c.get("virtual_local_rank"):
+        if c.get("isolate_gpus"):
+            raise ConfigError("isolate_gpus", "is set with virtual_local_rank, which chooses each "
+                              "worker's device", "set one of them")
+        return virtual_devices(host.cuda_visible, nproc)
     if not c.get("isolate_gpus"):
         return ()
     if len(host.gpus) < nproc:
@@ -328,7 +334,8 @@ def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
                               "list global ranks that exist (or null for all)")
     return LogsPlan(prefix=prefix, prefix_space=bool(logs.get("prefix_space", True)), ranks=ranks,
                     console=bool(logs.get("console", True)), panel=str(logs.get("panel", "auto")),
-                    private=bool(logs.get("private", True)), layout=str(logs.get("layout", "erun")))
+                    private=bool(logs.get("private", True)), layout=str(logs.get("layout", "erun")),
+                    stdout=str(logs.get("stdout", "console")), stderr=str(logs.get("stderr", "console")))
 
 
 def _numa(mode: Any) -> str | None:

@@ -47,13 +47,15 @@ def _workers(plan: JobPlan) -> str:
 
 
 def _ranks(plan: JobPlan) -> list[str]:
-    """One line per local rank: its rank variables and, with isolate_gpus, its device."""
+    """One line per local rank: its rank variables and, with isolate_gpus or virtual_local_rank
+    (every LOCAL_RANK 0), its device."""
     rows = []
     for local in range(plan.nproc):
         rank = f"RANK={local}" if plan.rdzv.single_node else "RANK=(set at rendezvous)"
         device = f" CUDA_VISIBLE_DEVICES={plan.devices[local]}" if plan.devices else ""
         world = f" WORLD_SIZE={plan.nproc}" if plan.rdzv.single_node else ""
-        rows.append(_row(f"rank {local}", f"LOCAL_RANK={local} {rank}{world}{device}"))
+        local_rank = 0 if plan.virtual_local_rank else local
+        rows.append(_row(f"rank {local}", f"LOCAL_RANK={local_rank} {rank}{world}{device}"))
     return rows
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.plan import DEFAULT_REDACT, LOG_LAYOUTS, NUMA_MODES
+from runner.plan import DEFAULT_REDACT, LOG_LAYOUTS, NUMA_MODES, STREAM_MODES
 
 SCHEMA_NAME = "erun_job_schema"
 
@@ -141,6 +141,10 @@ class LogsConf:
                          "false: as the umask allows.")
     layout: str = _key("erun", "Rank log folders: erun (attempt_N/rank_R/) or torchrun "
                        "(attempt_N/<local_rank>/, as torchrun --log-dir).", json={"enum": list(LOG_LAYOUTS)})
+    stdout: str = _key("console", "Workers' stdout besides its log file: console (behind the prefix), raw "
+                       "(on the console, no prefix) or file (not on the console).",
+                       json={"enum": list(STREAM_MODES)})
+    stderr: str = _key("console", "Workers' stderr, as logs.stdout.", json={"enum": list(STREAM_MODES)})
 
 
 @dataclass
@@ -184,6 +188,10 @@ class JobConf:
     isolate_gpus: bool = _key(
         False, "With nproc=gpu: give local rank i CUDA_VISIBLE_DEVICES=<i-th visible device> "
         "(it then sees one device, cuda:0).",
+    )
+    virtual_local_rank: bool = _key(
+        False, "As torchrun --virtual-local-rank: every worker gets LOCAL_RANK=0 and, as its only device, "
+        "CUDA_VISIBLE_DEVICES=<the i-th entry of erun's CUDA_VISIBLE_DEVICES> (local rank i; unset: i).",
     )
     numa_binding: str | None = _key(
         None, "Bind each local rank's CPUs near its GPU (GPU = local rank), as torchrun --numa-binding: "

@@ -128,5 +128,7 @@ def worker_env(
         env["ERUN_CONFIG"] = plan.config_file
     if plan.devices:
         env["CUDA_VISIBLE_DEVICES"] = plan.devices[local_rank]
+    if plan.virtual_local_rank:
+        env["LOCAL_RANK"] = "0"
     env.update(plan.env)
     return env

@@ -162,8 +162,10 @@ class WorkerGroup:
         prefix = logs.make_prefix(plan.logs.prefix, worker.rank, worker.local_rank, plan.role, self.attempt,
                                   plan.logs.prefix_space)
         shown = plan.logs.shows(worker.rank)
+        modes = {"stdout": plan.logs.stdout, "stderr": plan.logs.stderr}  # console, raw or file
         return [
-            logs.OutputStream(fd, path, self.console if shown else None, prefix, name, self.dropped,
+            logs.OutputStream(fd, path, self.console if shown and modes[name] != "file" else None,
+                              b"" if modes[name] == "raw" else prefix, name, self.dropped,
                               file_mode(plan.logs.private))
             for name, fd, path in (
                 ("stdout", worker.process.stdout_fd, self.paths.stdout(self.attempt, worker.rank)),

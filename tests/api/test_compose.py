@@ -1,7 +1,10 @@
-"""runner.compose (the CLI's compile path, in a child) and runner.compat's mapping (no processes)."""
+"""runner.compose (the CLI's compile path, in a child), launching a composed plan, and runner.compat's
+mapping (no processes)."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 import runner
 from runner.compat import LaunchConfig, elastic_launch, job_keys
 from runner.errors import COMMAND_LINE, ConfigError
+from runner.plan import EntrypointKind, EntrypointPlan, JobPlan
 
 
 def test_compose_plans_a_job_file_with_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -49,3 +53,34 @@ def test_launch_config_refuses_bad_node_counts_and_programs() -> None:
     with pytest.raises(ConfigError) as program:
         elastic_launch(LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=1), "train.py")
     assert program.value.key == "entrypoint"
+
+
+def env_and_attempt() -> tuple[str, str, str]:
+    """Fails rank 1 on the first attempt: only the job file's restart budget brings it back."""
+    rank, restart = os.environ["RANK"], os.environ["TORCHELASTIC_RESTART_COUNT"]
+    if rank == "1" and restart == "0":
+        raise RuntimeError("first attempt only")
+    return os.environ["GREETING"], os.environ["WORLD_SIZE"], restart
+
+
+def test_a_composed_plan_launches_a_function_with_the_job_files_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_survivors: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.yaml").write_text(
+        "module: json.tool\nnproc: 1\nenv: {GREETING: hello}\nrestart: {max_restarts: 1}\n")
+    plan = runner.compose("train.yaml", ["nproc=2"])
+    result = runner.launch(env_and_attempt, plan=plan, run_dir="composed")
+    assert result.succeeded and result.run_dir == tmp_path / "composed"
+    assert result.return_values == {0: ("hello", "2", "1"), 1: ("hello", "2", "1")}
+    assert [f["rank"] for f in result.failures] == [1]
+    recorded = json.loads((tmp_path / "composed" / "plan.json").read_text())
+    assert recorded["entrypoint"]["target"] == "runner.api.worker" and recorded["nproc"] == 2
+
+
+def test_a_plan_with_job_keys_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    plan = JobPlan(EntrypointPlan(EntrypointKind.MODULE, "json.tool"), 1, str(tmp_path / "run"), "r1")
+    for extra in ({"nproc": 2}, {"restart": {"max_restarts": 1}}):
+        with pytest.raises(ConfigError) as caught:
+            runner.launch(print, plan=plan, **extra)
+        assert caught.value.key == next(iter(extra)) and "runner.compose" in caught.value.fix
+    assert not (tmp_path / "run").exists()

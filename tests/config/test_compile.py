@@ -115,6 +115,19 @@ def test_isolate_gpus_gives_each_local_rank_one_device(tmp_path: Path) -> None:
     assert shared.devices == ()  # default: every rank sees all devices and picks LOCAL_RANK
 
 
+def test_virtual_local_rank_maps_devices_as_torchrun_does(tmp_path: Path) -> None:
+    """torch 2.13 (LocalElasticAgent._set_local_rank_env): rank i gets the i-th entry of the
+    agent's CUDA_VISIBLE_DEVICES, stripped, else i itself, whether or not GPUs exist."""
+    plan = compile_(tmp_path, nproc=2, virtual_local_rank=True)  # CPU_HOST: no CUDA_VISIBLE_DEVICES
+    assert plan.devices == ("0", "1") and plan.virtual_local_rank
+    listed = HostInfo(cpus=4, gpus=(), gpu_source="test", cuda_visible="4, GPU-x ,6")
+    assert compile_(tmp_path, host=listed, nproc=3, virtual_local_rank=True).devices == ("4", "GPU-x", "6")
+    for keys in ({"nproc": 4}, {"nproc": 2, "isolate_gpus": True}):
+        with pytest.raises(ConfigError) as caught:
+            compile_(tmp_path, host=listed, virtual_local_rank=True, **keys)
+        assert caught.value.key == ("isolate_gpus" if "isolate_gpus" in keys else "virtual_local_rank")
+
+
 def test_visible_gpus_reads_the_fake_count_then_cuda_visible_devices() -> None:
     assert visible_gpus({"ERUN_FAKE_GPU_COUNT": "2"})[0] == ("0", "1")
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "3,GPU-abc"})[0] == ("3", "GPU-abc")
