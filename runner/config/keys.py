@@ -60,7 +60,10 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 
 def suggest_key(dotted: str) -> str:
     """A fix for an unknown dotted key: the nearest known key, else where to put own values."""
-    hint = did_you_mean(dotted, schema_keys())
+    leaf = dotted.rsplit(".", 1)[-1]  # the right name at the wrong place: `restart.max_restarts`
+    hint = next((f"did you mean `{k}`?" for k in schema_keys() if k.rsplit(".", 1)[-1] == leaf), "")
+    if not hint:  # a typo keeps the nesting: compared with the keys at the same depth only
+        hint = did_you_mean(dotted, [k for k in schema_keys() if k.count(".") == dotted.count(".")])
     if not hint and "." in dotted:
         parent, leaf = dotted.rsplit(".", 1)
         siblings = [k.rsplit(".", 1)[1] for k in schema_keys() if k.startswith(parent + ".")]

@@ -255,7 +255,8 @@ def test_unknown_keys_and_suggestions() -> None:
         "nporc", "restart.max_restart"]
     assert "`nproc`" in suggest_key("nporc")
     assert "`restart.max_restarts`" in suggest_key("restart.max_restart")
-    assert "params" in suggest_key("learning_rate")
+    assert "params" in suggest_key("learning_rate")  # not `cluster.warning_s`: another depth
+    assert "`restart.max_restarts`" in suggest_key("max_restarts")  # the right name, wrong place
 
 
 def test_params_render_sorted_and_flattened() -> None:
