@@ -340,3 +340,24 @@ def cluster_env(slurm: Any, no_survivors: str) -> Iterator[dict[str, str]]:
     yield {"SLURM_CONF": str(slurm.conf)}
     slurm.drain_jobs()
     assert slurm.jobs() == [] and slurm.steps_alive() == []
+
+
+# -- two pytest workers (scripts/test.sh: pytest-xdist, --dist loadgroup) ---------------------
+
+PER_WORKER_FIXTURES = frozenset({"_runs_index", "tmp_path_factory", "pytestconfig", "worker_id",
+                                 "testrun_uid"})
+SHARED_SCOPES = ("session", "package", "module")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests are spread one by one over the workers, except those that share a module- or
+    session-scoped fixture (a Slurm cluster, an etcd server, the bench's smoke run): they go to
+    one worker together, so the fixture starts once."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = sorted(name for name, defs in info.name2fixturedefs.items()
+                        if name not in PER_WORKER_FIXTURES and defs[-1].scope in SHARED_SCOPES)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group("+".join(shared)))
