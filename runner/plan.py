@@ -282,9 +282,8 @@ class LogsPlan:
     layout: str = "erun"
     stdout: str = "console"  # one of STREAM_MODES
     stderr: str = "console"
-    # Filtered copies (torchrun's --duplicate-*-filters): the console lines of a stream, shown
-    # behind the prefix, that contain any of these strings go to attempt_N/filtered_<stream>.log
-    # (None: no such file; (): an empty one).
+    # torchrun's --duplicate-*-filters: a stream's lines shown behind the prefix that contain any
+    # of these go to attempt_N/filtered_<stream>.log too (None: no such file; (): an empty one).
     duplicate_stdout: tuple[str, ...] | None = None
     duplicate_stderr: tuple[str, ...] | None = None
 
@@ -293,16 +292,14 @@ class LogsPlan:
             if getattr(self, stream) not in STREAM_MODES:
                 raise ConfigError(f"logs.{stream}", f"is `{getattr(self, stream)}`",
                                   f"use {', '.join(STREAM_MODES)}")
+            if (needles := getattr(self, f"duplicate_{stream}")) is not None:  # a list from plan.json
+                object.__setattr__(self, f"duplicate_{stream}", tuple(str(n) for n in needles))
         if self.layout not in LOG_LAYOUTS:
             raise ConfigError("logs.layout", f"is `{self.layout}`", f"use {' or '.join(LOG_LAYOUTS)}")
         if self.panel not in ("auto", "on", "off"):
             raise ConfigError("logs.panel", f"is `{self.panel}`", "use auto, on or off")
         if self.ranks is not None:
             object.__setattr__(self, "ranks", tuple(int(r) for r in self.ranks))
-        for stream in ("stdout", "stderr"):
-            needles = getattr(self, f"duplicate_{stream}")
-            if needles is not None:
-                object.__setattr__(self, f"duplicate_{stream}", tuple(str(n) for n in needles))
         try:
             self.prefix.format(rank=0, local_rank=0, role="r", attempt=0)
         except (KeyError, IndexError, ValueError) as e:
@@ -313,11 +310,6 @@ class LogsPlan:
 
     def shows(self, rank: int) -> bool:
         return self.console and (self.ranks is None or rank in self.ranks)
-
-    def duplicates(self, stream: str) -> tuple[str, ...] | None:
-        """The filters of `stream` ("stdout" or "stderr"); None: no filtered copy."""
-        needles: tuple[str, ...] | None = getattr(self, f"duplicate_{stream}")
-        return needles
 
 
 @dataclass(frozen=True)

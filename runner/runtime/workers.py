@@ -160,7 +160,8 @@ class WorkerGroup:
         """This attempt's filtered copies (logs.duplicate_filters), one file a stream."""
         copies = {}
         for stream in ("stdout", "stderr"):
-            needles = self.plan.logs.duplicates(stream)
+            logs_plan = self.plan.logs
+            needles = logs_plan.duplicate_stdout if stream == "stdout" else logs_plan.duplicate_stderr
             if needles is None:
                 continue
             path = self.paths.filtered(self.attempt, stream)
