@@ -54,6 +54,8 @@ class RunPaths:
                                      (layout "torchrun", as torchrun --log-dir: attempt_N/L/,
                                      L the local rank: the global rank modulo `nproc`, exact
                                      when every node runs the same nproc, as torchrun's do)
+        run_dir/attempt_N/filtered_stdout.log, filtered_stderr.log
+                                     the console lines that logs.duplicate_filters selects
         run_dir/timer.fifo           torch FileTimerClient requests (when file timers are on)
       A job submitted to a cluster (runner.cluster) has, besides its plan.json and job.yaml:
         run_dir/slurm.sbatch         the batch script submitted
@@ -128,6 +130,10 @@ class RunPaths:
     def rank_dir(self, attempt: int, rank: int) -> Path:
         name = str(rank % max(self.nproc, 1)) if self.layout == "torchrun" else f"rank_{rank}"
         return self.run_dir / f"attempt_{attempt}" / name
+
+    def filtered(self, attempt: int, stream: str) -> Path:
+        """The attempt's filtered copy of `stream` ("stdout" or "stderr"), as torchrun names it."""
+        return self.run_dir / f"attempt_{attempt}" / f"filtered_{stream}.log"
 
     def stdout(self, attempt: int, rank: int) -> Path:
         return self.rank_dir(attempt, rank) / "stdout.log"

@@ -282,12 +282,18 @@ class LogsPlan:
     layout: str = "erun"
     stdout: str = "console"  # one of STREAM_MODES
     stderr: str = "console"
+    # torchrun's --duplicate-*-filters: a stream's lines shown behind the prefix that contain any
+    # of these go to attempt_N/filtered_<stream>.log too (None: no such file; (): an empty one).
+    duplicate_stdout: tuple[str, ...] | None = None
+    duplicate_stderr: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for stream in ("stdout", "stderr"):
             if getattr(self, stream) not in STREAM_MODES:
                 raise ConfigError(f"logs.{stream}", f"is `{getattr(self, stream)}`",
                                   f"use {', '.join(STREAM_MODES)}")
+            if (needles := getattr(self, f"duplicate_{stream}")) is not None:  # a list from plan.json
+                object.__setattr__(self, f"duplicate_{stream}", tuple(str(n) for n in needles))
         if self.layout not in LOG_LAYOUTS:
             raise ConfigError("logs.layout", f"is `{self.layout}`", f"use {' or '.join(LOG_LAYOUTS)}")
         if self.panel not in ("auto", "on", "off"):

@@ -79,8 +79,10 @@ def parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     flag("-r", "--redirects", default="0")
     flag("-t", "--tee", default="0")
     flag("--local-ranks-filter", default="")
-    flag("--duplicate-stdout-filters", default="", help="accepted: every line is in the rank's stdout.log")
-    flag("--duplicate-stderr-filters", default="", help="accepted: every line is in the rank's stderr.log")
+    flag("--duplicate-stdout-filters", default=None,
+         help="A,B: teed stdout lines containing A or B also go to attempt_N/filtered_stdout.log "
+              "(,, is a comma; logs.duplicate_filters.stdout)")
+    flag("--duplicate-stderr-filters", default=None, help="as --duplicate-stdout-filters, for stderr")
     flag("--signals-to-handle", default=TORCHRUN_SIGNALS,
          help="accepted: erun stops on SIGINT/SIGTERM/SIGHUP and forwards SIGUSR1/SIGUSR2")
     flag("--shutdown-timeout", type=int, default=None,
@@ -254,6 +256,11 @@ def _logs(opts: argparse.Namespace) -> dict[str, Any]:
         elif teed and stream not in teed:
             logs[stream] = "raw"
     logs.update(console_prefix(bool(teed), os.environ.get(PREFIX_TEMPLATE_VAR)))
+    filters = {stream: list(comma_list(text)) if stream in teed else []
+               for stream in ("stdout", "stderr")
+               if (text := getattr(opts, f"duplicate_{stream}_filters")) is not None}
+    if filters:  # torch: a file for each stream given filters; lines from the teed streams only
+        logs["duplicate_filters"] = filters
     if opts.local_ranks_filter:
         try:
             logs["ranks"] = [int(r) for r in opts.local_ranks_filter.split(",")]
@@ -261,6 +268,12 @@ def _logs(opts: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("--local-ranks-filter", f"is `{opts.local_ranks_filter}`",
                               "use a comma-separated list of ranks, e.g. 0,1") from None
     return logs
+
+
+def comma_list(text: str) -> list[str]:
+    """torchrun's split of a --duplicate-*-filters value: at commas, `,,` being a comma
+    (so "" is [""], which every line contains)."""
+    return [item.replace("\0", ",") for item in text.replace(",,", "\0").split(",")]
 
 
 def console_prefix(tee: bool, template: str | None) -> dict[str, Any]:
@@ -310,6 +323,10 @@ def render(job: dict[str, Any], args: Sequence[str] = ()) -> str:
         job["args"] = [_Quoted(a.replace("${", "\\${")) for a in job["args"]]
     if "prefix" in job.get("logs", {}):  # TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE keeps unknown `${x}`
         job["logs"] = {**job["logs"], "prefix": _Quoted(job["logs"]["prefix"].replace("${", "\\${"))}
+    if "duplicate_filters" in job.get("logs", {}):  # filters are text as typed: `1e-3`, `true`, `${x}`
+        filters = {stream: [_Quoted(n.replace("${", "\\${")) for n in needles]
+                   for stream, needles in job["logs"]["duplicate_filters"].items()}
+        job["logs"] = {**job["logs"], "duplicate_filters": filters}
     shown = [a for a in args if a != "--print-config"]
     header = f"# erun job file, from: erun torchrun {shlex.join(shown)}\n" if shown else ""
     return header + yaml.dump(job, Dumper=Dumper, sort_keys=False, default_flow_style=None)
@@ -318,9 +335,6 @@ def render(job: dict[str, Any], args: Sequence[str] = ()) -> str:
 def notes(opts: argparse.Namespace) -> list[str]:
     """One line for each flag that erun accepts without doing what torchrun does with it."""
     out = [f"--{k.replace('_', '-')} ignored ({IGNORED[k]})" for k in IGNORED if getattr(opts, k) is not None]
-    for std in ("stdout", "stderr"):
-        if getattr(opts, f"duplicate_{std}_filters"):
-            out.append(f"--duplicate-{std}-filters ignored (every line is in each rank's {std}.log)")
     unhandled = [s for s in _signal_names(opts.signals_to_handle) if s not in ERUN_SIGNALS]
     if opts.signals_to_handle != TORCHRUN_SIGNALS and unhandled:
         out.append(f"--signals-to-handle: erun does not handle {', '.join(unhandled)} (it stops the job "

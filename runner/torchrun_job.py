@@ -30,7 +30,9 @@ FLAG_OF = {"role": "--role", "nproc": "--nproc-per-node", "nnodes": "--nnodes", 
            "restart.stop_grace_s": "--shutdown-timeout", "logs.ranks": "--local-ranks-filter",
            "virtual_local_rank": "--virtual-local-rank", "entrypoint": "training_script",
            "module": "training_script", "exec": "training_script",
-           "args": "training_script_args", "hydra.run.dir": "--log-dir", "numa_binding": "--numa-binding"}
+           "args": "training_script_args", "hydra.run.dir": "--log-dir", "numa_binding": "--numa-binding",
+           "logs.duplicate_filters.stdout": "--duplicate-stdout-filters",
+           "logs.duplicate_filters.stderr": "--duplicate-stderr-filters"}
 
 
 def main(args: Sequence[str]) -> int:

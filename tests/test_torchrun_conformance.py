@@ -123,3 +123,23 @@ def test_the_console_shows_each_stream_as_torchrun_does(tmp_path: Path, flags: l
         consoles[launcher] = (worker_lines(done.stdout), worker_lines(done.stderr))
     assert consoles["erun"] == consoles["torchrun"]
     assert any(consoles["torchrun"])  # each case shows some lines: two empty consoles would prove nothing
+
+
+def test_duplicate_filters_write_torchruns_filtered_files(tmp_path: Path) -> None:
+    """torch 2.13: with --log-dir, attempt_N/filtered_stdout.log (and _stderr) hold the lines of
+    the teed ranks that contain any filter (`,,` a comma), behind the console prefix; a stream
+    given filters but not teed gets an empty file; --local-ranks-filter leaves a rank out."""
+    flags = ["--nproc-per-node=3", "--tee", "1", "--local-ranks-filter=0,2", "--duplicate-stdout-filters",
+             "out 0,,x,out 2,out 1", "--duplicate-stderr-filters", "err"]
+    filtered = {}
+    for launcher in LAUNCHERS:
+        log_dir = tmp_path / f"logs-{launcher}"
+        argv = [*LAUNCHERS[launcher], *flags, "--log-dir", str(log_dir), str(WORKERS / "both_streams.py")]
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env=subprocess_env())
+        assert done.returncode == 0, done.stderr[-2000:]
+        (attempt,) = log_dir.glob("*/attempt_0")
+        filtered[launcher] = {p.name: sorted(p.read_text().splitlines()) for p in attempt.glob("filtered_*")}
+    assert filtered["erun"] == filtered["torchrun"]
+    # not vacuous: rank 2's line matched `out 2`, `out 0,x` matched nothing, rank 1 is filtered out
+    assert filtered["torchrun"] == {"filtered_stdout.log": ["[default2]:out 2"], "filtered_stderr.log": []}

@@ -15,6 +15,7 @@ import pytest
 from conftest import subprocess_env
 from erun_cli import erun
 
+from runner import torchrun
 from runner.torchrun import job_file_stem, parser
 
 pytestmark = pytest.mark.usefixtures("no_survivors", "private_tmpdir")
@@ -122,12 +123,11 @@ def test_flags_erun_cannot_honour_run_with_one_note_each(tmp_path: Path) -> None
     result = erun(["torchrun", *flags, "t.py"], tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("erun: note: ")]
-    for text in ("--signals-to-handle: erun does not handle SIGQUIT", "--duplicate-stdout-filters ignored",
-                 "--duplicate-stderr-filters ignored",
+    for text in ("--signals-to-handle: erun does not handle SIGQUIT",
                  "--local-addr ignored", "--event-log-handler ignored",
                  "--master-port ignored"):
         assert sum(text in n for n in notes) == 1, (text, notes)
-    assert len(notes) == 6
+    assert len(notes) == 4  # the --duplicate-*-filters are honoured (tests/test_torchrun_conformance.py)
     # the agent, which binds, says once why it cannot here (tests/runtime/test_numa.py binds)
     assert result.stderr.count("erun: numa_binding=node not applied, workers run unbound: 0 GPU(s)") == 1
 
@@ -185,3 +185,33 @@ def test_without_log_dir_nothing_is_written_where_it_runs(tmp_path: Path) -> Non
         shutil.rmtree(record)
     refused = erun(["torchrun", "--role", "", "t.py"], tmp_path)  # refused: no empty folder left either
     assert refused.returncode == 2 and "erun-torchrun-run-" not in refused.stderr
+
+
+@pytest.mark.parametrize("text,needles", [
+    ("apple,orange", ["apple", "orange"]), ("a,,b,c", ["a,b", "c"]), ("", [""]), ("x,", ["x", ""]),
+    (",,,,", [",,"]), ("a,,,b", ["a,", "b"]),
+])
+def test_duplicate_filters_split_as_torchrun_splits_them(text: str, needles: list[str]) -> None:
+    from torch.distributed.run import get_args_parser
+
+    assert torchrun.comma_list(text) == needles
+    theirs = get_args_parser().parse_args(["--duplicate-stdout-filters", text, "t.py"])
+    assert theirs.duplicate_stdout_filters == needles
+
+
+def test_duplicate_filters_map_to_the_job_key_for_teed_streams(tmp_path: Path) -> None:
+    """torch: a filtered file for each stream given filters, with lines from the teed ranks only
+    (a stream not teed gets an empty file: []); filters stay text as typed in the job file."""
+    argv = ["--tee", "1", "--duplicate-stdout-filters", "1e-3,true,${x}", "--duplicate_stderr_filters", "e",
+            "t.py"]
+    job = torchrun.to_job(torchrun.parser({}).parse_args(argv))
+    assert job["logs"]["duplicate_filters"] == {"stdout": ["1e-3", "true", "${x}"], "stderr": []}
+    plain = torchrun.to_job(torchrun.parser({}).parse_args(["t.py"]))
+    assert "duplicate_filters" not in plain.get("logs", {})
+    (tmp_path / "t.py").write_text("")
+    plan = json.loads(erun(["torchrun", "--dry-run=json", *argv], tmp_path).stdout)
+    logs = plan["logs"]
+    assert (logs["duplicate_stdout"], logs["duplicate_stderr"]) == (["1e-3", "true", "${x}"], [])
+    env = {"PET_DUPLICATE_STDOUT_FILTERS": "a,,b", "PET_TEE": "3"}
+    job = torchrun.to_job(torchrun.parser(env).parse_args(["t.py"]))
+    assert job["logs"]["duplicate_filters"] == {"stdout": ["a,b"]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -335,7 +335,20 @@ def _logs(logs: Mapping[str, Any], nproc: int, rdzv: RdzvPlan) -> LogsPlan:
     return LogsPlan(prefix=prefix, prefix_space=bool(logs.get("prefix_space", True)), ranks=ranks,
                     console=bool(logs.get("console", True)), panel=str(logs.get("panel", "auto")),
                     private=bool(logs.get("private", True)), layout=str(logs.get("layout", "erun")),
-                    stdout=str(logs.get("stdout", "console")), stderr=str(logs.get("stderr", "console")))
+                    stdout=str(logs.get("stdout", "console")), stderr=str(logs.get("stderr", "console")),
+                    **_duplicate_filters(logs.get("duplicate_filters") or {}))
+
+
+def _duplicate_filters(filters: Mapping[str, Any]) -> dict[str, tuple[str, ...] | None]:
+    """logs.duplicate_filters.{stdout,stderr}: lists of strings, or null (no filtered file)."""
+    out: dict[str, tuple[str, ...] | None] = {}
+    for stream in ("stdout", "stderr"):
+        needles = filters.get(stream)
+        if needles is not None and (isinstance(needles, (str, bytes)) or not isinstance(needles, Sequence)):
+            raise ConfigError(f"logs.duplicate_filters.{stream}", "is not a list",
+                              "use a list of strings, e.g. [loss, acc], or null")
+        out[f"duplicate_{stream}"] = None if needles is None else tuple(str(n) for n in needles)
+    return out
 
 
 def _numa(mode: Any) -> str | None:

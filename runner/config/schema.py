@@ -127,6 +127,17 @@ class RdzvConf:
 
 
 @dataclass
+class DuplicateFiltersConf:
+    """Filtered copies of the console lines (torchrun's --duplicate-stdout/stderr-filters)."""
+
+    stdout: list[str] | None = _key(None, "Copy each stdout line shown behind the prefix (logs.stdout: "
+                                    "console, logs.ranks) that contains any of these strings, prefix "
+                                    "included, to attempt_N/filtered_stdout.log; null: no file, []: an "
+                                    "empty file.")
+    stderr: list[str] | None = _key(None, "As stdout, for stderr lines, to attempt_N/filtered_stderr.log.")
+
+
+@dataclass
 class LogsConf:
     """Console output of the workers; the log files always get everything."""
 
@@ -145,6 +156,8 @@ class LogsConf:
                        "(on the console, no prefix) or file (not on the console).",
                        json={"enum": list(STREAM_MODES)})
     stderr: str = _key("console", "Workers' stderr, as logs.stdout.", json={"enum": list(STREAM_MODES)})
+    duplicate_filters: DuplicateFiltersConf = _keys(DuplicateFiltersConf, "Filtered copies of the console "
+                                                    "lines, as torchrun's --duplicate-*-filters.")
 
 
 @dataclass

@@ -76,13 +76,49 @@ class ConsoleLines:
         return CONTINUED + piece if self._continued else piece
 
 
+class FilteredCopy:
+    """One attempt's filtered copy of one stream of all ranks (torchrun's filtered_stdout.log):
+    the console lines that contain any of `needles`, behind their console prefix. torchrun
+    matches the line with its newline; no needle can hold a newline, so the line alone does."""
+
+    def __init__(self, path: Path, needles: tuple[str, ...], dropped: DroppedWrites | None = None,
+                 mode: int = 0o600) -> None:
+        self.path = path
+        self._needles = tuple(n.encode() for n in needles)
+        self._dropped = dropped or DroppedWrites()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+        try:  # truncated, as torchrun opens it ("w") for each attempt
+            self._file = os.open(path, flags, mode)
+        except OSError as e:
+            self._file = -1
+            self._dropped.count(0, path, e)
+
+    def write(self, prefix: bytes, lines: list[bytes]) -> None:
+        """Copy the lines that match (each behind `prefix`, newline-terminated)."""
+        kept = [prefix + line + b"\n" for line in lines if any(n in line for n in self._needles)]
+        if not kept:
+            return
+        data = b"".join(kept)
+        if self._file >= 0:
+            self._dropped.write(self._file, data, self.path)
+        else:
+            self._dropped.bytes += len(data)
+
+    def close(self) -> None:
+        if self._file >= 0:
+            os.close(self._file)
+            self._file = -1
+
+
 class OutputStream:
     """One pipe of one worker: drains to a file, and line-wise to the console (`stream` is
     "stdout" or "stderr": where on the console its lines go)."""
 
     def __init__(self, fd: int, path: Path, console: Console | None, prefix: bytes,
-                 stream: str = "stdout", dropped: DroppedWrites | None = None, mode: int = 0o600) -> None:
+                 stream: str = "stdout", dropped: DroppedWrites | None = None, mode: int = 0o600,
+                 copy: FilteredCopy | None = None) -> None:
         self.fd = fd
+        self._copy = copy  # where matching console lines are copied too (logs.duplicate_filters)
         self.path = path
         # A full disk must not stop the worker: what cannot be written is counted, not raised.
         self._dropped = dropped or DroppedWrites()
@@ -132,6 +168,8 @@ class OutputStream:
             self._write_console(out)
 
     def _write_console(self, lines: list[bytes]) -> None:
+        if self._copy is not None:
+            self._copy.write(self._prefix, lines)
         if self._console is None:
             return
         self._console.write(self._stream, b"".join(self._prefix + line + b"\n" for line in lines))

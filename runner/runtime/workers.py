@@ -108,6 +108,7 @@ class WorkerGroup:
         self.state = WorkerState.INIT
         self._observer = observer
         self.cpus = cpus or {}  # local rank -> its CPUs (numa_binding); none: unbound
+        self.copies: dict[str, logs.FilteredCopy] = {}  # stream -> filtered copy (opened by start)
         self.workers = [
             Worker(rank=layout.rank_offset + i, local_rank=i, attempt=attempt, paths=paths)
             for i in range(plan.nproc)
@@ -119,6 +120,7 @@ class WorkerGroup:
         argv = self.plan.entrypoint.argv()
         with contextlib.suppress(OSError):  # deleted while the job runs: as private as it was made
             self.paths.run_dir.mkdir(mode=dir_mode(self.plan.logs.private), parents=True, exist_ok=True)
+        self.copies = self._copies()
         for worker in self.workers:
             rank_dir = self.paths.rank_dir(self.attempt, worker.rank)
             try:
@@ -154,6 +156,22 @@ class WorkerGroup:
         return (self.paths.stdout(self.attempt, rank), self.paths.stderr(self.attempt, rank),
                 file_mode(self.plan.logs.private))
 
+    def _copies(self) -> dict[str, logs.FilteredCopy]:
+        """This attempt's filtered copies (logs.duplicate_filters), one file a stream."""
+        copies = {}
+        for stream in ("stdout", "stderr"):
+            logs_plan = self.plan.logs
+            needles = logs_plan.duplicate_stdout if stream == "stdout" else logs_plan.duplicate_stderr
+            if needles is None:
+                continue
+            path = self.paths.filtered(self.attempt, stream)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a full disk: counted as dropped, as the rank logs are
+                self.dropped.count(0, path.parent, e)
+            copies[stream] = logs.FilteredCopy(path, needles, self.dropped, file_mode(self.plan.logs.private))
+        return copies
+
     def _streams(self, worker: Worker) -> list[logs.OutputStream]:
         assert worker.process is not None
         if worker.process.stdout_fd < 0:  # it writes its log files itself
@@ -163,10 +181,12 @@ class WorkerGroup:
                                   plan.logs.prefix_space)
         shown = plan.logs.shows(worker.rank)
         modes = {"stdout": plan.logs.stdout, "stderr": plan.logs.stderr}  # console, raw or file
+        # As torchrun: the filtered copy takes the lines shown behind the prefix (its teed ranks).
         return [
             logs.OutputStream(fd, path, self.console if shown and modes[name] != "file" else None,
                               b"" if modes[name] == "raw" else prefix, name, self.dropped,
-                              file_mode(plan.logs.private))
+                              file_mode(plan.logs.private),
+                              self.copies.get(name) if shown and modes[name] == "console" else None)
             for name, fd, path in (
                 ("stdout", worker.process.stdout_fd, self.paths.stdout(self.attempt, worker.rank)),
                 ("stderr", worker.process.stderr_fd, self.paths.stderr(self.attempt, worker.rank)),
@@ -252,6 +272,8 @@ class WorkerGroup:
                     stream.drain()
             if worker.process is not None:
                 worker.process.close()
+        for copy in self.copies.values():
+            copy.close()
 
     def failed(self) -> list[Worker]:
         return [w for w in self.workers if w.state is WorkerState.FAILED]

@@ -116,6 +116,29 @@ def test_output_stream_files_every_byte_and_prefixes_whole_lines(tmp_path: Path)
     assert stream.last_line == b"three"
 
 
+def test_filtered_copy_takes_matching_console_lines_of_every_stream(tmp_path: Path) -> None:
+    """logs.duplicate_filters: the lines with any needle, behind each stream's prefix, split lines
+    matched piece by piece, the unterminated last line included; the file is truncated when opened."""
+    (tmp_path / "filtered_stdout.log").write_text("an earlier attempt's\n")
+    copy = logs.FilteredCopy(tmp_path / "filtered_stdout.log", ("loss", "a,b", "acc"))
+    pipes = [os.pipe() for _ in range(2)]
+    with open(os.devnull, "w") as null:
+        streams = [logs.OutputStream(r, tmp_path / f"{i}.log", Console(out=null), f"[{i}]:".encode(),
+                                     copy=copy) for i, (r, _) in enumerate(pipes)]
+        for r, _ in pipes:
+            os.set_blocking(r, False)
+        os.write(pipes[0][1], b"loss 1\nstep 2\na,b\n")
+        os.write(pipes[1][1], b"a b\n" + b"x" * logs.LINE_MAX + b"acc\nno acc")
+        for stream, (_, w) in zip(streams, pipes, strict=True):
+            os.close(w)
+            assert not stream.pump()
+        copy.close()
+    for r, _ in pipes:
+        os.close(r)
+    lines = (tmp_path / "filtered_stdout.log").read_text().splitlines()
+    assert lines == ["[0]:loss 1", "[0]:a,b", "[1]:(cont) acc", "[1]:no acc"]
+
+
 
 def test_event_log_notes_reach_the_console_and_the_file(tmp_path: Path) -> None:
     with open(tmp_path / "console", "w+") as console:
