@@ -336,7 +336,8 @@ def slurm() -> Iterator[Any]:
 
 @pytest.fixture
 def cluster_env(slurm: Any, no_survivors: str) -> Iterator[dict[str, str]]:
-    """What erun needs to reach the cluster; every job is gone after the test."""
+    """What erun needs to reach the cluster; both nodes idle before, every job gone after."""
+    slurm.ready_nodes()
     yield {"SLURM_CONF": str(slurm.conf)}
     slurm.drain_jobs()
     assert slurm.jobs() == [] and slurm.steps_alive() == []

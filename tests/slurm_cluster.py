@@ -11,6 +11,7 @@ folder: nothing is left behind.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -134,6 +135,7 @@ SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=1,sched_interval=2
 JobRequeue=1
+FirstJobId={random.randrange(1000, 9000) * 10}
 ReturnToService=2
 SlurmdParameters=config_overrides
 MpiDefault=none
@@ -148,6 +150,14 @@ PartitionName={PARTITION} Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE S
             self.procs.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                                stdin=subprocess.DEVNULL, user=user, group=user,
                                                extra_groups=[] if user else None))
+
+    def ready_nodes(self) -> None:
+        """Both nodes idle before a test submits: a node Slurm drained after an earlier test (a
+        task it could not kill in time) is resumed, so no job pends behind it for ever."""
+        out = self.run(["sinfo", "-h", "-N", "-o", "%N %t"], check=False).stdout
+        if any(not line.split()[-1].startswith(("idle", "mix", "alloc")) for line in out.splitlines()):
+            self.run(["scontrol", "update", f"NodeName={','.join(NODES)}", "State=RESUME"], check=False)
+        self._wait_idle()
 
     def _wait_idle(self) -> None:
         def idle() -> bool:

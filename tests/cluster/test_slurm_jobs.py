@@ -91,9 +91,10 @@ def test_scancel_stops_every_agent_and_worker(tmp_path: Path, cluster_env: dict[
     follower = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(cluster_env), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: len([m for m in markers.glob("ready_a0_r*") if m.read_text()]) == 4,
+        wait_for(lambda: len(list(markers.glob("ready_a0_r?"))) == 4 or follower.poll() is not None,
                  JOB_TIMEOUT_S, "4 ranks ready")
-        pids = [int(p.read_text()) for p in markers.glob("ready_a0_r*")]
+        assert follower.poll() is None, follower.communicate()
+        pids = [int(p.read_text()) for p in markers.glob("ready_a0_r?")]
         job_ids = slurm.jobs()
         assert len(job_ids) == 1
         assert slurm.steps_alive() and len(slurm.erun_processes()) >= 4  # 2 srun, 2 agents
@@ -128,7 +129,7 @@ def test_scancel_signal_reaches_each_worker_exactly_once(tmp_path: Path, cluster
     no_warning = ["cluster.warning_s=0"] if scope else []
     done = erun(["+job=job.yaml", "nnodes=2", "cluster=slurm", *no_warning], tmp_path, cluster_env)
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: len(list(markers.glob("ready_a0_r*"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
+    wait_for(lambda: len(list(markers.glob("ready_a0_r?"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
     slurm.run(["scancel", *scope, "--signal=USR1", *slurm.jobs()])
     time.sleep(2.0)  # a second delivery, if any, comes within milliseconds
     (markers / "stop").touch()
@@ -179,7 +180,7 @@ def test_a_preempted_job_checkpoints_is_requeued_and_resumes_in_the_same_run_dir
     follower = subprocess.Popen(argv, cwd=tmp_path, env=subprocess_env(cluster_env), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: len(list(markers.glob("ready_a0_r*"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
+        wait_for(lambda: len(list(markers.glob("ready_a0_r?"))) == 4, JOB_TIMEOUT_S, "4 ranks ready")
         slurm.run(["scancel", "--batch", "--signal=USR1", *slurm.jobs()])
         out, err = follower.communicate(timeout=JOB_TIMEOUT_S)
     finally:
