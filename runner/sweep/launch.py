@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra._internal.callbacks import Callbacks
 from hydra.core.hydra_config import HydraConfig
@@ -104,21 +105,28 @@ class Sweep:
 
     def prepare(self, index: int, overrides: Sequence[str], label: str) -> tuple[SweepPoint, JobReturn]:
         """Compose the point, choose its folder and compile it."""
+        host = self.pool.host()
+        config, ret, outcome = self.run_in_point(index, overrides, self.quiet,
+                                                 lambda cfg: self.session.prepare_point(cfg, host))
+        self.jobs.add(index, config, ret)
+        return SweepPoint(index, tuple(overrides), label, work=AgentWork(outcome)), ret
+
+    def run_in_point(self, index: int, overrides: Sequence[str], context: HydraContext,
+                     task_function: Any) -> tuple[DictConfig, JobReturn, Any]:
+        """Compose point `index`, choose its folder and run `task_function` there as Hydra runs
+        a job: the point's config, Hydra's JobReturn and the task's value (its error raised)."""
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = config.hydra.job.num = index
         self.choose_dir(config)
-        host = self.pool.host()
-        ret = run_job(hydra_context=self.quiet, config=config,
-                      task_function=lambda cfg: self.session.prepare_point(cfg, host),
+        ret = run_job(hydra_context=context, config=config, task_function=task_function,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         assert ret.hydra_cfg is not None
         self.made.append(Path(ret.hydra_cfg.hydra.runtime.output_dir))
         outcome = ret._return_value  # the public getter prints Hydra's own error report first
         if ret.status is JobStatus.FAILED:
             raise outcome
-        self.jobs.add(index, config, ret)
-        return SweepPoint(index, tuple(overrides), label, work=AgentWork(outcome)), ret
+        return config, ret, outcome
 
     def choose_dir(self, config: DictConfig) -> None:
         """The point's folder: Hydra's sweep subdir, or with --resume a fresh `N_retryK` next to

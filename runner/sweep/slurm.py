@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus, run_job
-from omegaconf import open_dict
+from hydra.core.utils import JobReturn, JobStatus
 
 from runner.cluster import array, jobview, registry
 from runner.cluster.slurm import SbatchRequest, check_partition_size, remove_files, submit, write_files
@@ -98,17 +97,7 @@ class SlurmSweep(Sweep):
         queued = next((r.run_dir for r in runs if job_of(r.run_dir) and is_active(job_of(r.run_dir))), None)
         if queued is not None:
             return ClusterPoint(index, overrides, label, queued, job_id=job_of(queued), note="still queued")
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        with open_dict(config):
-            config.hydra.job.id = config.hydra.job.num = index
-        self.choose_dir(config)
-        ret = run_job(hydra_context=self.hydra_context, config=config, task_function=self.prepare_on_cluster,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-        assert ret.hydra_cfg is not None
-        self.made.append(Path(ret.hydra_cfg.hydra.runtime.output_dir))
-        outcome = ret._return_value  # the public getter prints Hydra's own error report first
-        if ret.status is JobStatus.FAILED:
-            raise outcome
+        _, _, outcome = self.run_in_point(index, overrides, self.hydra_context, self.prepare_on_cluster)
         request, files = outcome
         return ClusterPoint(index, overrides, label, Path(request.plan.run_dir), request, dict(files))
 
