@@ -1,60 +1,36 @@
-"""Several nodes: `Membership` over torch's rendezvous backends (c10d, static, etcd-v2, etcd).
+"""torch's rendezvous handlers (static, etcd-v2, etcd; c10d with a file store or when
+ERUN_TORCH_RENDEZVOUS=1) as a `Backend` of erun's rounds (runner.runtime.rounds).
 
-torch's handler (`get_rendezvous_handler(RendezvousParameters)`) forms each round and gives this
-node its group rank, the number of nodes and a key-value store for the round. erun does the rest
-in that store, the same way for every backend:
+torch's handler (`get_rendezvous_handler(RendezvousParameters)`) forms each round; erun reaches
+into two private names of torch 2.13 to read its state faster (`_tune_sync`) and names the
+callers of its events without `inspect.stack()` (`method_name`). The c10d backend over TCP is
+erun's own by default (runner.runtime.c10d: the same protocol without importing torch).
 
-1. every node publishes its nproc, role and view of the job's restart count and budget;
-2. group rank 0 opens a fresh store for this round's workers on a free port of its host and
-   publishes its address as MASTER_ADDR/MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True);
-3. every node reads all of it: its ranks (consecutive per node, in group-rank order), the world
-   size (the sum of all nproc), the master address, and the job's restart count and spent
-   budget (the most any node has seen, so every node agrees on both).
-
-So a round never waits for a value an earlier round wrote. torch 2.13 (c10d and etcd-v2 with
-the shared agent store) makes a late joiner wait for MASTER_ADDR in the new round's store, which
-only the first round's rank 0 ever wrote: torchrun then blocks until a 60 s timeout. Group rank
-0 here always writes torch's keys too, which unblocks it at once.
-
-The store of a dynamic backend (c10d, etcd-v2, etcd) is already a fresh namespace per round;
-static rendezvous has one store for the whole job, so rounds are numbered by a generation
-counter in it, which also tells the other nodes that one of them restarts (`changed()`).
-
-While a node waits, torch re-reads the rendezvous state once a second; erun makes that
-`sync_interval` (0.1 s for small jobs, see `_tune_sync`), which is most of why it forms rounds
-faster than torchrun.
-
-This module imports torch: `runner.runtime.membership` imports it only for multi-node plans.
+This module imports torch: `runner.runtime.registry` imports it only for such plans.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import socket
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import timedelta
-from typing import Any, TypeVar
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
-from runner.errors import ConfigError, RendezvousError
 from runner.plan import DEFAULT_RDZV_PORTS, SETTING_DEFAULTS, JobPlan, RdzvPlan
-from runner.runtime.env import RankLayout
-from runner.runtime.membership import Interrupted, Round
-from runner.runtime.rendezvous_errors import (
-    failure_line,
-    first_line,
-    lost_line,
-    no_answer_line,
-    timeout_line,
-    where,
+from runner.runtime import rounds
+from runner.runtime.rendezvous_wait import PACER
+from runner.runtime.rounds import (  # noqa: F401 (the names tests and callers know from here)
+    ERUN_SETTINGS,
+    TORCH_SYNC_S,
+    Backend,
+    NodeInfo,
+    RoundMembership,
+    layout_for,
+    sync_interval,
 )
-from runner.runtime.rendezvous_wait import PACER, NoAnswer, interruptible, stop_signals
 
 # torch's C++ store logs every failed connection attempt with a stack trace; erun reports one line.
 # Only the agent's torch is quieted (the level is read at import): workers get the user's env.
@@ -88,50 +64,6 @@ def method_name(depth: int = 2) -> str:
 
 dynamic_rendezvous.get_method_name = method_name  # only the agent's torch: workers import their own
 
-T = TypeVar("T")
-
-# How often the running nodes look for nodes waiting to join (torchrun: every 0.1 s with
-# its monitor interval, but each look is a store round trip; torch caches the state for 1 s).
-POLL_INTERVAL_S = 0.1
-# After a round forms, how long a node waits for the others' published info.
-EXCHANGE_TIMEOUT_S = 60.0
-# torchrun's default exit barrier.
-EXIT_BARRIER_TIMEOUT_S = 300.0
-BARRIER_POLL_S = 0.1
-CONNECT_SLACK_S = 10.0
-GONE_AFTER_FAILED_POLLS = 3
-TORCH_SYNC_S = 1.0
-MIN_SYNC_S = 0.1
-# Settings erun reads itself; the rest go to torch's backend as they are.
-ERUN_SETTINGS = ("local_addr", "exit_barrier_timeout", "sync_interval")
-DYNAMIC = ("c10d", "etcd-v2")
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """What one node tells the others in a round."""
-
-    nproc: int
-    role: str
-    restart_count: int
-    spent: int
-
-
-def layout_for(group_rank: int, nodes: list[NodeInfo]) -> RankLayout:
-    """This node's place, as torchrun computes it: global ranks consecutive per node in group-rank
-    order; role ranks the same among the nodes of this node's role."""
-    me = nodes[group_rank]
-    same_role = [n for n in nodes if n.role == me.role]
-    return RankLayout(
-        group_rank=group_rank,
-        group_world_size=len(nodes),
-        rank_offset=sum(n.nproc for n in nodes[:group_rank]),
-        world_size=sum(n.nproc for n in nodes),
-        role_rank_offset=sum(n.nproc for n in nodes[:group_rank] if n.role == me.role),
-        role_world_size=sum(n.nproc for n in same_role),
-    )
-
-
 def torch_parameters(rdzv: RdzvPlan) -> RendezvousParameters:
     """erun's rdzv plan as torch's parameters: `join_timeout` is `timeout` for static and etcd,
     and whole seconds where torch wants integers."""
@@ -154,213 +86,42 @@ def _torch_value(key: str, value: Any) -> Any:
     return value
 
 
-class TorchMembership:
-    """`Membership` for several nodes over torch's rendezvous handler (created on first use,
-    so connection errors reach the run's log and a stop signal can interrupt the wait)."""
+class TorchBackend:
+    """torch's handlers, stores and errors."""
 
-    poll_interval_s: float | None = POLL_INTERVAL_S
+    timeout_errors: tuple[type[BaseException], ...] = (RendezvousTimeoutError,)
+    closed_errors: tuple[type[BaseException], ...] = (RendezvousClosedError,)
 
-    def __init__(self, plan: JobPlan, handler_factory: Callable[[RendezvousParameters], RendezvousHandler]
+    def __init__(self, rdzv: RdzvPlan, factory: Callable[[RendezvousParameters], RendezvousHandler]
                  = get_rendezvous_handler) -> None:
-        self.plan = plan
-        self.rdzv = plan.rdzv
-        self._factory = handler_factory
-        self._params = torch_parameters(plan.rdzv)
-        self._handler: RendezvousHandler | None = None
-        self._store: Store | None = None  # this round's store (erun's namespace in it)
-        self._round_store: Store | None = None
-        self._world = 1
-        self._generation = -1  # static only: the round number in the job's one store
-        self._base: Store | None = None  # static only: that store
-        self._poll_failures = 0
-        self._worker_store: Store | None = None  # group rank 0: this round's store for the workers
+        self.rdzv = rdzv
+        self.params = torch_parameters(rdzv)
+        self._factory = factory
 
-    # -- Membership ------------------------------------------------------------------------
-
-    def next_round(self, restart_count: int, spent: int = 0) -> Round:
-        if self._handler is None:
-            try:
-                self._handler = interruptible(self._connect, self._connect_timeout_s())
-            except NoAnswer as e:
-                raise RendezvousError(no_answer_line(self.rdzv, e.seconds)) from None
-        return interruptible(lambda: self._next_round(restart_count, spent))
-
-    def changed(self) -> bool:
-        """Nodes wait to join (dynamic backends), another node moved on (static), or another
-        node ended the job (closed): the next round tells which."""
-        if self._handler is None:
-            return False
-        try:
-            if self.rdzv.backend == "static":
-                waiting = self._stored_generation() > self._generation
-            else:
-                waiting = self._handler.num_nodes_waiting() > 0 or self._handler.is_closed()
-        except Exception:
-            # The backend is gone (c10d: the node hosting the store ended or died). Once that is
-            # sure, re-form: the next round then fails with a line saying so.
-            self._poll_failures += 1
-            return self._poll_failures >= GONE_AFTER_FAILED_POLLS
-        self._poll_failures = 0
-        return waiting
-
-    def finish(self, succeeded: bool) -> None:
-        """Success: wait until every node of the round is done (exit barrier), then close the
-        rendezvous. Failure (the job's budget is spent): close it so the others stop waiting."""
-        if self._handler is None:
-            return
-        if succeeded:
-            with stop_signals() as stops:
-                self._exit_barrier(stops)
-        try:
-            self._handler.shutdown()
-        except Exception:  # the store's host may be gone already: the job is over anyway
-            pass
-
-    def leave(self) -> None:
-        """Interrupted: never close the rendezvous (the others may go on without this node);
-        stop this node's heartbeats, so no thread of torch's is busy when the agent exits."""
-        stop = getattr(self._handler, "_stop_heartbeats", None)
-        if callable(stop):
-            stop()
-
-    # -- one round -------------------------------------------------------------------------
-
-    def _next_round(self, restart_count: int, spent: int) -> Round:
-        assert self._handler is not None
-        with explained(self.rdzv, self._joined, rejoin=self._store is not None):
-            info = self._handler.next_rendezvous()
-            group_rank, nodes = info.rank, info.world_size
-            store = self._namespace(info.store)
-            if group_rank == 0 and self.rdzv.backend in DYNAMIC:
-                _unblock_late_joiners(info.store, info.bootstrap_store_info)
-            me = NodeInfo(self.plan.nproc, self.plan.role, restart_count, spent)
-            store.set(f"node/{group_rank}", json.dumps(asdict(me)))
-            if group_rank == 0:
-                store.set("master", json.dumps([self._master_addr(), self._serve_workers()]))
-            infos, (addr, port) = self._read_round(store, nodes)
-        # Keep the round's own store alive too: etcd's is a Python object that the prefixed one
-        # only points to (once collected, every call through the prefix fails).
-        self._round_store, self._store, self._world = info.store, store, nodes
-        return Round(layout_for(group_rank, infos), addr, int(port), max(n.restart_count for n in infos),
-                     nodes=nodes, spent=max(n.spent for n in infos), agent_store=True)
-
-    def _serve_workers(self) -> int:
-        """Group rank 0 hosts a fresh store for this round's workers on a free port (the previous
-        round's closes: its workers are gone). Every rank connects to a store that is already up,
-        instead of racing the workers' rank 0 and paying the client's reconnect backoff."""
-        self._worker_store = None
-        # The server listens on every address; the name is only where its own client connects.
-        self._worker_store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-        return int(self._worker_store.port)
-
-    def _connect(self) -> RendezvousHandler:
-        """torch's handler; c10d connects to (or hosts) its store here, etcd checks the server."""
+    def connect(self) -> RendezvousHandler:
         _quiet_torch_logs(self.rdzv.backend)
-        with explained(self.rdzv, lambda: None):
-            handler = self._factory(self._params)
+        handler = self._factory(self.params)
         _tune_sync(handler, sync_interval(self.rdzv))
         return handler
 
-    def _connect_timeout_s(self) -> float:
-        """A store that accepts connections but never answers (another program on the port)
-        hangs torch's client past its own read timeout: give up a little after it."""
-        return float(self._params.get_as_int("read_timeout", 60) or 60) + CONNECT_SLACK_S
+    def prefix(self, prefix: str, store: Store) -> Store:
+        return PrefixStore(prefix, store)
 
-    def _namespace(self, store: Store) -> Store:
-        if self.rdzv.backend != "static":
-            return PrefixStore("erun", store)
-        self._base = store
-        self._generation = self._next_generation(store)
-        return PrefixStore(f"erun/{self._generation}", store)
+    def serve_workers(self) -> tuple[Any, int]:
+        """The server listens on every address; the name is only where its own client connects."""
+        server = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+        return server, int(server.port)
 
-    def _next_generation(self, store: Store) -> int:
-        """Join the newest generation, or start the next one (then the others see `changed()`)."""
-        stored = self._stored_generation(store)
-        if stored > self._generation:
-            return stored
-        expected = "" if self._generation < 0 else str(self._generation)
-        won = store.compare_set("erun/generation", expected, str(self._generation + 1))
-        return int(won)
-
-    def _stored_generation(self, store: Store | None = None) -> int:
-        store = store or self._base
-        if store is None or not store.check(["erun/generation"]):
-            return -1
-        return int(store.get("erun/generation"))
-
-    def _read_round(self, store: Store, nodes: int) -> tuple[list[NodeInfo], list[Any]]:
-        keys = [f"node/{rank}" for rank in range(nodes)] + ["master"]
-        try:
-            store.wait(keys, timedelta(seconds=EXCHANGE_TIMEOUT_S))
-        except Exception as e:
-            missing = [k for k in keys if not _has(store, k)]
-            raise RendezvousError(
-                f"erun: error: the round of rendezvous '{self.rdzv.id}' formed with {nodes} nodes, but "
-                f"{', '.join(missing) or 'some'} did not report within {EXCHANGE_TIMEOUT_S:g} s "
-                f"(a node died?): {first_line(e)}") from None
-        infos = [NodeInfo(**json.loads(store.get(k))) for k in keys[:-1]]
-        return infos, json.loads(store.get("master"))
-
-    def _master_addr(self) -> str:
-        """This node's address for the workers (group rank 0 serves their store): static: node
-        0's endpoint host; else the `local_addr` setting, or this host's FQDN (as torchrun)."""
-        if self.rdzv.backend == "static":
-            return self._params.endpoint.rsplit(":", 1)[0]
-        return str(self.rdzv.settings.get("local_addr") or socket.getfqdn())
-
-    def _joined(self) -> int | None:
-        """Nodes in the rendezvous when it timed out (this one included), if torch tells."""
-        state = getattr(getattr(self._handler, "_state_holder", None), "state", None)
-        if state is None:
-            return None
-        return len(state.participants) + len(state.wait_list) + 1
-
-    # -- the end ---------------------------------------------------------------------------
-
-    def _exit_barrier(self, stops: list[int]) -> None:
-        """Every node of the last round checks in; stop waiting when all did, when a node waits
-        for a new round (it will not check in), on a stop signal, or after the timeout."""
-        store = self._store
-        if store is None:
-            return
-        timeout = float(self.rdzv.settings.get("exit_barrier_timeout", EXIT_BARRIER_TIMEOUT_S))
-        deadline = time.monotonic() + timeout
-        arrived = _try_add(store, 1)
-        checked_in, failures = arrived is not None, 0
-        while arrived is None or arrived < self._world:
-            if stops or time.monotonic() > deadline or self.changed():
-                return
-            time.sleep(BARRIER_POLL_S)
-            arrived = _try_add(store, 0 if checked_in else 1)
-            checked_in = checked_in or arrived is not None
-            failures = failures + 1 if arrived is None else 0
-            if failures >= GONE_AFTER_FAILED_POLLS:  # the store's host finished first: all are done
-                return
+    def publish_master(self, info: Any, addr: str, port: int) -> None:
+        _unblock_late_joiners(info.store, info.bootstrap_store_info)
 
 
-def _try_add(store: Store, amount: int) -> int | None:
-    """The exit count after adding `amount`, or None when the store did not answer."""
-    try:
-        return int(store.add("exit", amount))
-    except Exception:
-        return None
+class TorchMembership(RoundMembership):
+    """erun's rounds over torch's rendezvous handler."""
 
-
-def _has(store: Store, key: str) -> bool:
-    try:
-        return bool(store.check([key]))
-    except Exception:
-        return False
-
-
-def sync_interval(rdzv: RdzvPlan) -> float:
-    """How often a waiting node re-reads the rendezvous state: the `sync_interval` setting, else
-    0.1 s for up to 10 nodes, growing with max nodes to torch's own 1 s at 100 nodes, so the
-    backend never serves more reads per second than with torch's default at scale."""
-    value = rdzv.settings.get("sync_interval")
-    if value is not None:
-        return float(value)
-    return min(TORCH_SYNC_S, max(MIN_SYNC_S, rdzv.max_nodes / 100))
+    def __init__(self, plan: JobPlan, handler_factory: Callable[[RendezvousParameters], RendezvousHandler]
+                 = get_rendezvous_handler) -> None:
+        super().__init__(plan, TorchBackend(plan.rdzv, handler_factory))
 
 
 def _tune_sync(handler: RendezvousHandler, interval: float) -> None:
@@ -397,27 +158,7 @@ def _unblock_late_joiners(store: Store, info: RendezvousStoreInfo | None) -> Non
     store.set(RendezvousStoreInfo.MASTER_PORT_KEY, str(info.master_port))
 
 
-# -- errors: torch's exceptions as one line that says what to do --------------------------------
-
-
-@contextmanager
-def explained(rdzv: RdzvPlan, joined: Callable[[], int | None], rejoin: bool = False) -> Iterator[None]:
-    """Turn torch's rendezvous exceptions into `RendezvousError`/`ConfigError` lines."""
-    try:
-        yield
-    except (RendezvousError, ConfigError, Interrupted):
-        raise
-    except RendezvousTimeoutError:
-        raise RendezvousError(timeout_line(rdzv, joined())) from None
-    except RendezvousClosedError:
-        raise RendezvousError(
-            f"erun: error: rendezvous '{rdzv.id}' ({where(rdzv)}) is closed: the job already ended "
-            f"on another node; start a new job with a new rdzv.id") from None
-    except ModuleNotFoundError as e:
-        raise ConfigError("rdzv.backend", f"is {rdzv.backend}, which needs the `{e.name}` module",
-                          "pip install python-etcd (or erun's `etcd` extra)") from None
-    except ValueError as e:
-        raise ConfigError("rdzv", f"is not valid for the {rdzv.backend} backend: {e}",
-                          "check rdzv.endpoint and rdzv.settings") from None
-    except Exception as e:
-        raise RendezvousError(lost_line(rdzv, e) if rejoin else failure_line(rdzv, e)) from e
+def explained(rdzv: RdzvPlan, joined: Callable[[], int | None], rejoin: bool = False,
+              backend: Backend | None = None) -> AbstractContextManager[None]:
+    """`rounds.explained`, for torch's exceptions unless told another backend's."""
+    return rounds.explained(rdzv, joined, rejoin, backend or cast(Backend, TorchBackend))
