@@ -31,7 +31,8 @@ from runner.runtime import c10d_state as rules
 from runner.runtime.c10d_state import Action, NodeDesc, RdzvState, Settings
 from runner.runtime.rendezvous_wait import PACER
 from runner.runtime.rounds import RoundMembership, sync_interval
-from runner.runtime.store import PrefixStore, StoreClient, StoreServer
+from runner.runtime.store import PrefixStore, StoreClient
+from runner.runtime.store_server import StoreServer
 
 NULL_SENTINEL = "Y2FuaW1hZGFt"  # torch's "no state yet"
 DEFAULT_PORT = 29400

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from runner.runtime.store import MAGIC, PrefixStore, Query, StoreClient, StoreServer, StoreTimeout
+from runner.runtime.store import MAGIC, PrefixStore, Query, StoreClient, StoreTimeout
+from runner.runtime.store_server import StoreServer
 
 torch_dist = pytest.importorskip("torch.distributed")
 SHORT = timedelta(seconds=0.3)
@@ -60,7 +61,7 @@ def torch_client(port: int) -> Any:
     return torch_dist.TCPStore("127.0.0.1", port, is_master=False, timeout=timedelta(seconds=10))
 
 
-def test_torchs_client_gets_the_same_answers_from_eruns_server_as_from_torchs(erun_server: StoreServer) -> None:
+def test_torchs_client_gets_the_same_answers_from_eruns_server_as_torchs(erun_server: StoreServer) -> None:
     torch_server = torch_dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     expected = script(torch_client(torch_server.port), torch_waits)
     got = script(torch_client(erun_server.port), torch_waits)
@@ -138,7 +139,8 @@ def test_a_client_waits_for_a_server_that_starts_later() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: result.update(client=StoreClient("127.0.0.1", port, timedelta(seconds=20))))
+    thread = threading.Thread(
+        target=lambda: result.update(client=StoreClient("127.0.0.1", port, timedelta(seconds=20))))
     thread.start()
     server = StoreServer(port)
     try:
@@ -155,3 +157,22 @@ def test_connecting_to_nobody_fails_after_the_timeout() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(StoreTimeout, match=f"127.0.0.1:{port}"):
         StoreClient("127.0.0.1", port, timedelta(seconds=0.3))
+
+
+def test_a_peer_that_is_not_a_store_is_named_as_such() -> None:
+    """A web server (or a proxy that accepts every connection) on the endpoint: one line, as
+    torch's client fails its ping, not a hang or a huge read."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def answer_http() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        thread = threading.Thread(target=answer_http, daemon=True)
+        thread.start()
+        with pytest.raises(ConnectionError, match=f"127.0.0.1:{port} does not answer as a TCPStore"):
+            StoreClient("127.0.0.1", port, timedelta(seconds=5))
+        thread.join(5)
