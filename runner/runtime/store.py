@@ -33,7 +33,8 @@ MAX_VALUE = 256 << 20  # a longer value is not a store talking (or a hostile one
 
 
 class Query(enum.IntEnum):
-    """TCPStoreBackend.hpp's QueryType (torch 2.13), in its order."""
+    """TCPStoreBackend.hpp's QueryType (torch 2.13), in its order (14-17: the queue and
+    list_keys API, read off torch 2.13's client on the wire)."""
 
     VALIDATE = 0
     SET = 1
@@ -49,6 +50,10 @@ class Query(enum.IntEnum):
     MULTI_SET = 11
     CANCEL_WAIT = 12
     PING = 13
+    QUEUE_PUSH = 14
+    QUEUE_POP = 15
+    QUEUE_LEN = 16
+    LIST_KEYS = 17
 
 
 READY, NOT_READY = 0, 1  # CHECK's answer

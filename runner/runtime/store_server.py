@@ -11,6 +11,7 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+from collections import deque
 from collections.abc import Iterable
 
 from runner.runtime.store import (
@@ -87,6 +88,7 @@ class StoreServer:
         self._listener.setblocking(False)
         self.port = int(self._listener.getsockname()[1])
         self.data: dict[str, bytes] = {}
+        self._queues: dict[str, deque[bytes]] = {}
         self._waiters: dict[str, list[_Conn]] = {}
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ)
@@ -181,7 +183,7 @@ class StoreServer:
             self._set(key, str(total).encode())
             self._reply(conn, I64.pack(total))
         elif query == Query.CHECK:
-            ready = all(k in self.data for k in r.keys())
+            ready = all(self._exists(k) for k in r.keys())
             self._reply(conn, bytes([READY if ready else NOT_READY]))
         elif query == Query.WAIT:
             self._wait(conn, r.keys())
@@ -203,6 +205,17 @@ class StoreServer:
             self._reply(conn, bytes([WAIT_CANCELED]))
         elif query == Query.PING:
             self._reply(conn, r.take(4))
+        elif query == Query.QUEUE_PUSH:
+            key, value = r.key(), r.string()
+            self._queues.setdefault(key, deque()).append(value)
+            self._wake(key)
+        elif query == Query.QUEUE_POP:  # the queue's length before the pop, then the value if any
+            queue = self._queues.get(r.key(), deque())
+            self._reply(conn, I64.pack(len(queue)) + (string(queue.popleft()) if queue else b""))
+        elif query == Query.QUEUE_LEN:
+            self._reply(conn, I64.pack(len(self._queues.get(r.key(), ()))))
+        elif query == Query.LIST_KEYS:
+            self._reply(conn, I64.pack(len(self.data)) + b"".join(string(k) for k in self.data))
         else:
             raise ValueError(f"unknown query {query}")
 
@@ -220,8 +233,16 @@ class StoreServer:
             return desired
         return current
 
+    def _exists(self, key: str) -> bool:
+        """A key is there when it holds a value or a non-empty queue (a blocking queue_pop waits
+        for it)."""
+        return key in self.data or bool(self._queues.get(key))
+
     def _set(self, key: str, value: bytes) -> None:
         self.data[key] = value
+        self._wake(key)
+
+    def _wake(self, key: str) -> None:
         for conn in self._waiters.pop(key, []):
             conn.waiting.discard(key)
             if not conn.waiting:
@@ -231,7 +252,7 @@ class StoreServer:
                     self._drop(conn)
 
     def _wait(self, conn: _Conn, keys: Iterable[str]) -> None:
-        missing = {k for k in keys if k not in self.data}
+        missing = {k for k in keys if not self._exists(k)}
         if not missing:
             self._reply(conn, bytes([STOP_WAITING]))
             return

@@ -176,3 +176,38 @@ def test_a_peer_that_is_not_a_store_is_named_as_such() -> None:
         with pytest.raises(ConnectionError, match=f"127.0.0.1:{port} does not answer as a TCPStore"):
             StoreClient("127.0.0.1", port, timedelta(seconds=5))
         thread.join(5)
+
+
+QUEUE_CLIENT = """
+import sys, datetime, torch.distributed as d
+c = d.TCPStore("127.0.0.1", int(sys.argv[1]), is_master=False, timeout=datetime.timedelta(seconds=10))
+c.set("k", "v")
+c.queue_push("q", "a")
+c.queue_push("q", b"b")
+out = [c.queue_len("q"), c.queue_pop("q"), c.queue_pop("q", block=False)]
+try:
+    c.queue_pop("q", block=False)
+except Exception as e:
+    out.append(type(e).__name__)
+out += [c.queue_len("q"), c.queue_len("none"), sorted(c.list_keys())]
+print(repr(out))
+"""
+
+
+def run_queue_client(port: int) -> str:
+    """torch's client in its own process: its queue calls hold the GIL, which a server thread of
+    this process would need."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", QUEUE_CLIENT, str(port)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_torchs_queue_and_list_keys_calls_get_the_same_answers(erun_server: StoreServer) -> None:
+    torch_server = torch_dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    expected = run_queue_client(torch_server.port)
+    assert expected == "[2, b'a', b'b', 'QueueEmptyError', 0, 0, ['k']]"
+    assert run_queue_client(erun_server.port) == expected
