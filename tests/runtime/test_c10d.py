@@ -168,7 +168,7 @@ member = membership_for(plan)
 round = member.next_round(0)
 member.finish(True)
 print(json.dumps([type(member).__name__, round.layout.world_size, round.master_port > 0,
-                  sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))]))
+                  "torch" in sys.modules]))
 """
 
 
@@ -177,7 +177,7 @@ def test_a_multi_node_agent_on_c10d_never_imports_torch(tmp_path: Any) -> None:
     out = subprocess.run([sys.executable, "-c", AGENT_SCRIPT, endpoint, str(tmp_path / "run")], cwd=REPO,
                          env=subprocess_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == ["C10dMembership", 1, True, []]
+    assert json.loads(out.stdout) == ["C10dMembership", 1, True, False]
 
 
 def test_torchs_handler_stays_one_variable_away(tmp_path: Any) -> None:
@@ -186,8 +186,7 @@ def test_torchs_handler_stays_one_variable_away(tmp_path: Any) -> None:
                          env=subprocess_env({"ERUN_TORCH_RENDEZVOUS": "1"}), capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    name, world, has_port, torch_modules = json.loads(out.stdout)
-    assert (name, world, has_port) == ("TorchMembership", 1, True) and "torch" in torch_modules
+    assert json.loads(out.stdout) == ["TorchMembership", 1, True, True]
 
 
 def test_a_file_store_goes_to_torch() -> None:
