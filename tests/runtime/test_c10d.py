@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -66,14 +67,15 @@ SETTINGS = Settings("job", 2, 3, last_call_s=30)
 
 
 @pytest.mark.parametrize(("state", "node", "overdue", "action"), [
-    (RdzvState(), A, -1, Action.ADD_TO_PARTICIPANTS),
-    (some_state(), A, -1, Action.FINISH),  # complete, and A takes part
-    (some_state(), NodeDesc("d", 4, 0), -1, Action.ADD_TO_WAIT_LIST),  # complete, room left
-    (some_state(), C, -1, Action.SYNC),  # already waits
-    (some_state(), NodeDesc("d", 4, 0), 2, Action.ERROR_TIMEOUT),  # past its join deadline
+    (RdzvState, A, -1, Action.ADD_TO_PARTICIPANTS),
+    (some_state, A, -1, Action.FINISH),  # complete, and A takes part
+    (some_state, NodeDesc("d", 4, 0), -1, Action.ADD_TO_WAIT_LIST),  # complete, room left
+    (some_state, C, -1, Action.SYNC),  # already waits, its heartbeat is fresh
+    (some_state, NodeDesc("d", 4, 0), 2, Action.ERROR_TIMEOUT),  # past its join deadline
 ])
-def test_join_decides_as_torch(state: RdzvState, node: NodeDesc, overdue: float, action: Action) -> None:
-    assert rules.join_op(node, state, SETTINGS, overdue) == action
+def test_join_decides_as_torch(state: Callable[[], RdzvState], node: NodeDesc, overdue: float,
+                               action: Action) -> None:
+    assert rules.join_op(node, state(), SETTINGS, overdue) == action
 
 
 def test_min_nodes_start_the_last_call_and_max_nodes_complete_the_round() -> None:
