@@ -54,6 +54,10 @@ class SweepSession(Protocol):
         """Compile one point (Hydra's config for it is current) against `host`; a ConfigError
         names the first mistake. A dry run prints the plan."""
 
+    def compile_point(self, cfg: Any, host: HostInfo | None = None) -> Any:
+        """The point's JobPlan alone (Hydra's config for it is current), against `host`: how a
+        sweep checks every point before any starts; prints nothing, writes nothing."""
+
     def prepare_cluster_point(self, cfg: Any) -> tuple[Any, dict[str, str]]:
         """Compile one point for its cluster (runner.cluster): the backend's request and the
         files its run directory gets; submits nothing."""
@@ -93,13 +97,14 @@ class PointWork(Protocol):
         """How long it gets to stop after a stop signal before it is killed."""
 
     def environ(self) -> dict[str, str]:
-        """What its process gets on top of the sweep's environment."""
+        """What its process gets on top of the sweep's environment (asked after `command`)."""
 
     def open_log(self) -> BinaryIO | None:
         """Where its own output also goes, unprefixed, open for appending (None: nowhere)."""
 
     def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
-        """Write what the process needs and return its argv; `slots` are its CPU slots or GPUs."""
+        """Write what the process needs and return its argv; `slots` are its CPU slots or GPUs.
+        Called once, when the point starts: a point may be prepared only then."""
 
     def signal(self, pid: int, signum: int) -> None:
         """Deliver a stop or forwarded signal to the running process `pid`."""
