@@ -14,6 +14,7 @@ Every mistake in the config, Hydra's included, ends as one `ConfigError` (exit 2
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -228,16 +229,23 @@ def task_overrides(hydra_cfg: Any) -> list[str]:
 
 def key_sources(job: jobfile.JobFile | None, hydra_cfg: Any) -> KeySources:
     """Which keys the job file and the command line set (for errors and relative paths)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from runner.config.sources import KeySources
 
     groups = {*hydra_cfg.runtime.choices, JOB_GROUP}  # +job=... as typed names a group
-    overrides = OverridesParser.create().parse_overrides(task_overrides(hydra_cfg))
+    overrides = overrides_parser().parse_overrides(task_overrides(hydra_cfg))
     cli = frozenset(o.key_or_group for o in overrides if o.key_or_group not in groups)
     if job is None:
         return KeySources(cli_keys=cli)
     return KeySources(job_file=str(job.path), job_keys=job.dotted_keys(), cli_keys=cli)
+
+
+@functools.cache
+def overrides_parser() -> Any:
+    """Hydra's parser of overrides, made once: making one costs more than a parse, and a sweep
+    compiles every point."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
 
 
 def start(prepared: PreparedPoint, environ: dict[str, str]) -> RunResult:
