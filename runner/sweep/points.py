@@ -1,8 +1,9 @@
 """The points of a sweep: what each is, how it is named, how it ended, and how a resumed sweep
 finds the points that already succeeded.
 
-erun's Hydra launcher (`hydra_plugins/erun_launcher`) composes and compiles every point first
-(`PreparedPoint`), then `runner.sweep.run` runs them side by side on the node's slots. This
+erun's Hydra launcher (`hydra_plugins/erun_launcher`) composes and compiles every point first,
+then `runner.sweep.run` runs them side by side on the node's slots, each prepared
+(`PreparedPoint`) when it starts. This
 module is data, no processes; the sweep directory's files are `runner.paths.SweepPaths`.
 
 A point is identified by its overrides (as Hydra records them in .hydra/overrides.yaml), not by

@@ -234,6 +234,7 @@ def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path: Path) -> None:
                    "hydra.launcher.fail_fast=true", "hydra.sweep.dir=sweep"], tmp_path)
     assert result.returncode == 1, result.stderr
     assert [r["state"] for r in sweep_rows(tmp_path / "sweep")] == ["FAILED", "NOT_STARTED"]
+    assert not (tmp_path / "sweep" / "1").exists()  # a point is prepared when it starts: this one never did
 
 
 def test_a_point_too_big_for_the_node_is_an_error_before_anything_runs(tmp_path: Path) -> None:
