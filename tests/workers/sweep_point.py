@@ -13,8 +13,9 @@ args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
 markers, tag, rank = Path(args["markers"]), args["tag"], os.environ["RANK"]
 with open(markers / f"ran_{tag}", "a") as f:
     f.write(f"{os.getpid()}\n")
+run_dir = os.environ["ERUN_RUN_DIR"]
 stamp = {"time": time.time(), "pid": os.getpid(), "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-         "run_dir": os.environ["ERUN_RUN_DIR"], "siblings": sorted(os.listdir(Path(os.environ["ERUN_RUN_DIR"]).parent))}
+         "run_dir": run_dir, "siblings": sorted(os.listdir(Path(run_dir).parent))}
 name = f"start_{tag}_r{rank}_{os.getpid()}"
 (markers / f"{name}.tmp").write_text(json.dumps(stamp))
 os.replace(markers / f"{name}.tmp", markers / name)
