@@ -13,7 +13,8 @@ earliest start stamp). A run counts only when it exits 0 and every point stamped
   one loky process per core, as many side by side as `erun -m`.
 
 All go through the same erun CLI and agent; only the launcher differs. Repetitions interleave
-the launchers, so load hits all alike. Targets (bench/targets.py): `erun -m` at least 1.3x
+the launchers, each starting with the next one, so load hits all alike; both values come from
+the same run of each, measured alike for every launcher. Targets (bench/targets.py): `erun -m` at least 1.3x
 faster than joblib, and its first point running within 0.5 s of the basic launcher's.
 """
 
@@ -84,8 +85,11 @@ def run(cfg: BenchConfig) -> list[Row]:
     named = launchers(size, cfg.sweep_launchers)
     walls = {name: Row(NAME, wall, name) for name in named}
     firsts = {name: Row(NAME, first, name) for name in named}
-    for _ in range(size.reps):
-        for name, extra in named.items():  # interleaved, so noise hits every launcher alike
+    order = list(named.items())
+    for rep in range(size.reps):
+        # Interleaved, so noise hits every launcher alike; each repetition starts with the next
+        # launcher, so none always runs first (or right after another's heavy run).
+        for name, extra in order[rep % len(order):] + order[:rep % len(order)]:
             measured = measure(extra, size)
             walls[name].add(measured and measured[0])
             firsts[name].add(measured and measured[1])

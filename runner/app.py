@@ -14,6 +14,7 @@ Every mistake in the config, Hydra's included, ends as one `ConfigError` (exit 2
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -103,19 +104,27 @@ class Session:
         its plan and record files. A dry run prints the plan (and the point starts nothing)."""
         from hydra.core.hydra_config import HydraConfig
 
-        from runner.config.compile import compile_job
         from runner.sweep.prepared import PreparedPoint
 
-        if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:  # a local sweep's point
-            raise ConfigError("cluster", "differs between the sweep's points",
-                              "sweep on one cluster: set cluster=... outside the swept keys", COMMAND_LINE)
         hydra_cfg = HydraConfig.get()
-        plan = compile_job(cfg, self._context(hydra_cfg, host))
+        plan = self.compile_point(cfg, host)
         if self.invocation.dry_run:
             self._dry_run(plan, hydra_cfg)
         files = record_files(plan, cfg, self.invocation.hydra_record)
         env_set = {str(k): str(v) for k, v in hydra_cfg.job.env_set.items()}
         return PreparedPoint(plan, files, tuple(task_overrides(hydra_cfg)), env_set)
+
+    def compile_point(self, cfg: Any, host: HostInfo | None = None) -> JobPlan:
+        """The plan alone of the point Hydra's config is current for: a sweep checks every
+        point with it before any starts, and prepares each (`prepare_point`) when it starts."""
+        from hydra.core.hydra_config import HydraConfig
+
+        from runner.config.compile import compile_job
+
+        if cluster_registry.chosen(cfg) != cluster_registry.LOCAL:  # a local sweep's point
+            raise ConfigError("cluster", "differs between the sweep's points",
+                              "sweep on one cluster: set cluster=... outside the swept keys", COMMAND_LINE)
+        return compile_job(cfg, self._context(HydraConfig.get(), host))
 
     def submit_point(self, cfg: Any) -> int:
         """cluster=slurm...: the backend's request, printed (dry run) or submitted (runner.cluster)."""
@@ -220,16 +229,23 @@ def task_overrides(hydra_cfg: Any) -> list[str]:
 
 def key_sources(job: jobfile.JobFile | None, hydra_cfg: Any) -> KeySources:
     """Which keys the job file and the command line set (for errors and relative paths)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from runner.config.sources import KeySources
 
     groups = {*hydra_cfg.runtime.choices, JOB_GROUP}  # +job=... as typed names a group
-    overrides = OverridesParser.create().parse_overrides(task_overrides(hydra_cfg))
+    overrides = overrides_parser().parse_overrides(task_overrides(hydra_cfg))
     cli = frozenset(o.key_or_group for o in overrides if o.key_or_group not in groups)
     if job is None:
         return KeySources(cli_keys=cli)
     return KeySources(job_file=str(job.path), job_keys=job.dotted_keys(), cli_keys=cli)
+
+
+@functools.cache
+def overrides_parser() -> Any:
+    """Hydra's parser of overrides, made once: making one costs more than a parse, and a sweep
+    compiles every point."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
 
 
 def start(prepared: PreparedPoint, environ: dict[str, str]) -> RunResult:

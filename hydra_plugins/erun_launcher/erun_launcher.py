@@ -10,11 +10,11 @@ picks for every multirun. Its keys (`hydra.launcher.KEY=...` on the command line
     fail_fast  stop the sweep at the first failed point (default: the others go on)
     resume     skip the points that already succeeded in the sweep directory (erun's --resume)
 
-For erun's jobs (`erun -m ...`), every point is composed and compiled first, in the erun process
-(Hydra's `run_job`, as the basic launcher does, with erun's compiler as the task), so a bad
-point is a one-line error before anything runs; then `runner.sweep.run` runs each point as its
-own agent process (`runner.sweep.launch`); with cluster=slurm, each point is submitted as a
-Slurm job (`runner.sweep.slurm`). For any other Hydra app, each point's task function
+For erun's jobs (`erun -m ...`), every point is composed and compiled first, in the erun process,
+so a bad point is a one-line error before anything runs; then `runner.sweep.run` runs each point
+as its own agent process, prepared (Hydra's `run_job`, as the basic launcher does, with erun's
+preparation as the task) when it starts (`runner.sweep.launch`); with cluster=slurm, each point
+is submitted as a Slurm job (`runner.sweep.slurm`). For any other Hydra app, each point's task function
 runs in a fresh process of its own, one slot a point (`runner.sweep.tasks`).
 
 Hydra imports this module in every Hydra app of the environment (plugin discovery), sweep or

@@ -1,11 +1,18 @@
 """An erun job as a sweep point: its agent (`python -m runner run-plan plan.json`) in a process
-of its own, on the point's slots; its record says how it ended."""
+of its own, on the point's slots; its record says how it ended.
+
+A local sweep checks every point before any starts (`DeferredAgentWork.plan`: composed, its
+folder chosen, compiled), and prepares each (Hydra's job: its folder, .hydra record and
+callbacks' context; erun's record files) only when its slots are free, so the first point does
+not wait for every other point's preparation.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -60,14 +67,67 @@ class AgentWork:
         return [sys.executable, "-m", "runner", "run-plan", str(paths.plan)]
 
     def signal(self, pid: int, signum: int) -> None:
-        """To the agent only: it stops its workers with its own grace."""
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+        signal_agent(pid, signum)
 
     def ended(self, exit_code: int) -> PointState:
         return point_state(read_json(RunPaths(self.run_dir).summary).get("state"), exit_code)
+
+
+@dataclass
+class DeferredAgentWork:
+    """`PointWork` for an erun job checked but not yet prepared: `plan` is its compiled plan
+    (its slots, folder and grace), `prepare` makes its `PreparedPoint` when it starts.
+
+    States: checked (`started` None) ──`command`, its slots are free──> prepared (`started`);
+    a point the sweep never starts is never prepared (no folder, no record)."""
+
+    plan: JobPlan
+    env_set: dict[str, str]  # Hydra's hydra.job.env_set for the point
+    prepare: Callable[[], PreparedPoint]
+    started: AgentWork | None = None
+
+    @property
+    def nproc(self) -> int:
+        return self.plan.nproc
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.plan.run_dir)
+
+    @property
+    def grace_s(self) -> float:
+        return self.plan.restart.stop_grace_s
+
+    @property
+    def agent(self) -> AgentWork:
+        assert self.started is not None, "the point is prepared when it starts (command)"
+        return self.started
+
+    def environ(self) -> dict[str, str]:
+        """As `AgentWork.environ`, known before it is prepared (the summary scrubs every point's secrets)."""
+        return {**self.env_set, **self.plan.secret_env()}
+
+    def open_log(self) -> BinaryIO:
+        return self.agent.open_log()
+
+    def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
+        if self.started is None:  # checked -> prepared
+            self.started = AgentWork(self.prepare())
+        return self.started.command(slots, gpus)
+
+    def signal(self, pid: int, signum: int) -> None:
+        signal_agent(pid, signum)
+
+    def ended(self, exit_code: int) -> PointState:
+        return self.agent.ended(exit_code)
+
+
+def signal_agent(pid: int, signum: int) -> None:
+    """To the agent only: it stops its workers with its own grace."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def point_state(recorded: object, exit_code: int) -> PointState:

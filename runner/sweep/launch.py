@@ -1,5 +1,11 @@
-"""One launch of erun's Hydra launcher (hydra_plugins/erun_launcher): prepare every point of a
-sweep (Hydra's config, erun's plan), then run them side by side on the node's slots.
+"""One launch of erun's Hydra launcher (hydra_plugins/erun_launcher): check every point of a
+sweep (Hydra's config, its folder, erun's plan), then run them side by side on the node's slots,
+each prepared (Hydra's job, erun's record files) when it starts.
+
+Before any point starts, every point is composed, given its folder and compiled: a bad point, a
+point too big for the node and two points sharing a folder are one-line errors (exit 2) while
+nothing runs. Preparing a point costs more than checking it (Hydra's run_job copies the config,
+erun renders the record): done when its slots are free, the first point does not wait for it.
 
 It lives outside `hydra_plugins` because Hydra imports every module there on every run, sweep
 or not: the plugin stays small and imports this module only when a sweep launches.
@@ -7,10 +13,11 @@ or not: the plugin stays small and imports this module only when a sweep launche
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +34,7 @@ from runner.errors import COMMAND_LINE, ConfigError
 from runner.paths import SweepPaths, file_mode
 from runner.plan import JobPlan
 from runner.record.writer import write_file
-from runner.sweep.agents import AgentWork
+from runner.sweep.agents import DeferredAgentWork
 from runner.sweep.points import (
     PointResult,
     SweepPoint,
@@ -41,6 +48,7 @@ from runner.sweep.points import (
     shared_dir_error,
     succeeded_run,
 )
+from runner.sweep.prepared import PreparedPoint
 from runner.sweep.run import SweepRun
 from runner.sweep.slots import slot_pool, too_big
 from runner.sweep.summary import SweepSummary
@@ -70,55 +78,88 @@ class Sweep:
         self.jobs = JobCallbacks(hydra_context.callbacks, task_function)
         self.settings, self.session, self.sweep_dir, self.made = settings, session, sweep_dir, made
         self.history = [] if history is None else history  # earlier batches' points (a sweeper's)
+        self.returns: dict[int, JobReturn] = {}  # this batch's, by point index: made as each is prepared
         self.context = session.sweep_context()
         self.pool = slot_pool(HostInfo.detect(self.context.environ), settings.slots, settings.pack)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         earlier = earlier_runs(self.sweep_dir) if self.settings.resume else {}
         names = batch_labels(self.history, job_overrides)
-        points, returns = [], []
+        points = []
+        self.returns = {}
         for n, overrides in enumerate(job_overrides):
             done = succeeded_run(earlier.get(frozenset(overrides), []))
             if done is not None:
-                point = SweepPoint(initial_job_idx + n, tuple(overrides), names[n], earlier_run=done)
-                ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+                points.append(SweepPoint(initial_job_idx + n, tuple(overrides), names[n], earlier_run=done))
+                self.returns[initial_job_idx + n] = JobReturn(overrides=list(overrides),
+                                                              status=JobStatus.COMPLETED)
             else:
-                point, ret = self.prepare(initial_job_idx + n, overrides, names[n])
-            points.append(point)
-            returns.append(ret)
+                points.append(self.check(initial_job_idx + n, overrides, names[n]))
         self.check_fits(points)
         shared = shared_dir_error([*(r.point for r in self.history), *points], self.context.cwd)
         if shared is not None:
             raise shared
-        plans = [p.work.plan for p in points if isinstance(p.work, AgentWork)]
-        redact_multirun(SweepPaths(self.sweep_dir).multirun, plans)
         if self.context.dry_run:
-            print(f"erun: dry run: {len(points)} point(s) on {self.pool.describe()}; nothing started",
-                  file=sys.stderr, flush=True)
-            return returns
+            return self.dry_run(points)
         results, status, signum = self.run(points)
         if signum is not None:
             raise SweepStopped(signum)
+        returns = [self.returns.get(r.point.index) or JobReturn(overrides=list(r.point.overrides))
+                   for r in results]  # a point never started was never prepared
         for ret, result in zip(returns, results, strict=True):
             job_return(ret, result, self.context.cwd)
         return returns
 
-    def prepare(self, index: int, overrides: Sequence[str], label: str) -> tuple[SweepPoint, JobReturn]:
-        """Compose the point, choose its folder and compile it."""
+    def check(self, index: int, overrides: Sequence[str], label: str) -> SweepPoint:
+        """Compose the point, choose its folder and compile it (nothing made, nothing written);
+        it is prepared when it starts."""
         host = self.pool.host()
-        config, ret, outcome = self.run_in_point(index, overrides, self.quiet,
-                                                 lambda cfg: self.session.prepare_point(cfg, host))
+        config = self.point_config(index, overrides)
+        plan, env_set = checked_plan(config, lambda cfg: self.session.compile_point(cfg, host))
+        return SweepPoint(index, tuple(overrides), label,
+                          work=DeferredAgentWork(plan, env_set, lambda: self.prepare(index, config, host)))
+
+    def prepare(self, index: int, config: DictConfig, host: HostInfo) -> PreparedPoint:
+        """Run the point's Hydra job (its folder, .hydra record) with erun's preparation as the task."""
+        config, ret, outcome = self.run_point_job(config, self.quiet,
+                                                  lambda cfg: self.session.prepare_point(cfg, host))
         self.jobs.add(index, config, ret)
-        return SweepPoint(index, tuple(overrides), label, work=AgentWork(outcome)), ret
+        self.returns[index] = ret
+        assert isinstance(outcome, PreparedPoint)
+        return outcome
+
+    def dry_run(self, points: list[SweepPoint]) -> list[JobReturn]:
+        """Every point prepared (each prints its plan), none started."""
+        for point in points:
+            if isinstance(point.work, DeferredAgentWork):
+                point.work.prepare()
+        redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
+        print(f"erun: dry run: {len(points)} point(s) on {self.pool.describe()}; nothing started",
+              file=sys.stderr, flush=True)
+        return [self.returns[p.index] for p in points]
+
+    @staticmethod
+    def plans(points: list[SweepPoint]) -> list[JobPlan]:
+        return [p.work.plan for p in points if isinstance(p.work, DeferredAgentWork)]
 
     def run_in_point(self, index: int, overrides: Sequence[str], context: HydraContext,
                      task_function: Any) -> tuple[DictConfig, JobReturn, Any]:
         """Compose point `index`, choose its folder and run `task_function` there as Hydra runs
         a job: the point's config, Hydra's JobReturn and the task's value (its error raised)."""
+        return self.run_point_job(self.point_config(index, overrides), context, task_function)
+
+    def point_config(self, index: int, overrides: Sequence[str]) -> DictConfig:
+        """Point `index` composed (Hydra's config), its folder chosen."""
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = config.hydra.job.num = index
         self.choose_dir(config)
+        return config
+
+    def run_point_job(self, config: DictConfig, context: HydraContext,
+                      task_function: Any) -> tuple[DictConfig, JobReturn, Any]:
+        """Run `task_function` in the point as Hydra runs a job: the point's config, Hydra's
+        JobReturn and the task's value (its error raised)."""
         ret = run_job(hydra_context=context, config=config, task_function=task_function,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         assert ret.hydra_cfg is not None
@@ -156,9 +197,18 @@ class Sweep:
         print(f"erun: sweep of {len(points)} point(s) on {self.pool.describe()}: "
               f"{display_path(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
         cwd = self.context.cwd
+        redacted: list[bool] = []  # multirun.yaml is redacted once the first point started: it need not wait
+
+        def started(result: PointResult) -> None:
+            if not redacted:
+                redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
+                redacted.append(True)
+            self.jobs.started(result)
+
         results, signum = SweepRun(points, self.pool, self.context.environ, cwd, self.settings.fail_fast,
-                                   on_start=self.jobs.started,
-                                   on_end=lambda result: self.jobs.ended(result, cwd)).run()
+                                   on_start=started, on_end=lambda result: self.jobs.ended(result, cwd)).run()
+        if not redacted:  # no point started
+            redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
         status = exit_status(results, signum)
         self.history.extend(results)
         summary = SweepSummary(self.sweep_dir, self.pool.describe(), list(self.history),
@@ -223,14 +273,49 @@ def point_current(config: DictConfig) -> Iterator[None]:
 
 def point_dir(config: DictConfig) -> tuple[Path, str]:
     """Where Hydra's run_job will put the point (computed as it does), and the resolved subdir."""
-    saved = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(config)
-    try:
+    with hydra_current(config):
         subdir = str(OmegaConf.select(config, "hydra.sweep.subdir"))
         folder = os.path.join(str(OmegaConf.select(config, "hydra.sweep.dir")), subdir)
         return Path(os.path.abspath(folder)), subdir
+
+
+def checked_plan(config: DictConfig,
+                 compile_point: Callable[[DictConfig], JobPlan]) -> tuple[JobPlan, dict[str, str]]:
+    """The point's plan, compiled as its Hydra job will compile it (`run_job`: its config
+    current, its output_dir set, hydra.job.env_set in the environment, the task's config
+    without the hydra node), without making its folder or copying Hydra's config for it; and
+    its hydra.job.env_set, resolved."""
+    output_dir, _ = point_dir(config)
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = str(output_dir)  # the value run_job sets again
+    task_cfg = without_hydra(config)
+    with hydra_current(config), env_override(config.hydra.job.env_set):
+        env_set = {str(k): str(v) for k, v in config.hydra.job.env_set.items()}
+        return compile_point(task_cfg), env_set
+
+
+def without_hydra(config: DictConfig) -> DictConfig:
+    """What run_job gives the task: `config` deep-copied, its hydra node deleted; made without
+    copying the hydra node (Hydra's own settings, most of the config) only to delete it."""
+    content = config.__dict__["_content"]
+    config.__dict__["_content"] = {k: v for k, v in content.items() if k != "hydra"}
+    try:
+        return copy.deepcopy(config)
     finally:
-        HydraConfig.instance().cfg = saved  # type: ignore[assignment]
+        config.__dict__["_content"] = content  # the very dict, in its order
+
+
+@contextmanager
+def hydra_current(config: DictConfig) -> Iterator[None]:
+    """`config` is Hydra's current config (HydraConfig, the `${hydra:...}` resolver) for a
+    while, for reading: no copy of it is made, as HydraConfig.set_config would."""
+    instance = HydraConfig.instance()
+    saved = instance.cfg
+    instance.cfg = config  # type: ignore[assignment]  # HydraConfig.get() is its `hydra` node
+    try:
+        yield
+    finally:
+        instance.cfg = saved
 
 
 def redact_multirun(path: Path, plans: list[JobPlan]) -> None:

@@ -1,8 +1,9 @@
 """The points of a sweep: what each is, how it is named, how it ended, and how a resumed sweep
 finds the points that already succeeded.
 
-erun's Hydra launcher (`hydra_plugins/erun_launcher`) composes and compiles every point first
-(`PreparedPoint`), then `runner.sweep.run` runs them side by side on the node's slots. This
+erun's Hydra launcher (`hydra_plugins/erun_launcher`) composes and compiles every point first,
+then `runner.sweep.run` runs them side by side on the node's slots, each prepared
+(`PreparedPoint`) when it starts. This
 module is data, no processes; the sweep directory's files are `runner.paths.SweepPaths`.
 
 A point is identified by its overrides (as Hydra records them in .hydra/overrides.yaml), not by
@@ -54,6 +55,10 @@ class SweepSession(Protocol):
         """Compile one point (Hydra's config for it is current) against `host`; a ConfigError
         names the first mistake. A dry run prints the plan."""
 
+    def compile_point(self, cfg: Any, host: HostInfo | None = None) -> Any:
+        """The point's JobPlan alone (Hydra's config for it is current), against `host`: how a
+        sweep checks every point before any starts; prints nothing, writes nothing."""
+
     def prepare_cluster_point(self, cfg: Any) -> tuple[Any, dict[str, str]]:
         """Compile one point for its cluster (runner.cluster): the backend's request and the
         files its run directory gets; submits nothing."""
@@ -93,13 +98,14 @@ class PointWork(Protocol):
         """How long it gets to stop after a stop signal before it is killed."""
 
     def environ(self) -> dict[str, str]:
-        """What its process gets on top of the sweep's environment."""
+        """What its process gets on top of the sweep's environment (asked after `command`)."""
 
     def open_log(self) -> BinaryIO | None:
         """Where its own output also goes, unprefixed, open for appending (None: nowhere)."""
 
     def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
-        """Write what the process needs and return its argv; `slots` are its CPU slots or GPUs."""
+        """Write what the process needs and return its argv; `slots` are its CPU slots or GPUs.
+        Called once, when the point starts: a point may be prepared only then."""
 
     def signal(self, pid: int, signum: int) -> None:
         """Deliver a stop or forwarded signal to the running process `pid`."""

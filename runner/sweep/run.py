@@ -139,9 +139,9 @@ class SweepRun:
         work = result.point.work
         assert work is not None
         result.slots, result.start = slots, time.time()
-        env = {**self.environ, **self.pool.environ(slots, work.nproc, self.environ), **work.environ()}
         try:
-            argv = work.command(slots, self.pool.kind is SlotKind.GPU)
+            argv = work.command(slots, self.pool.kind is SlotKind.GPU)  # first: it may prepare the point
+            env = {**self.environ, **self.pool.environ(slots, work.nproc, self.environ), **work.environ()}
             log = work.open_log()  # closed when it ends
         except (OSError, ErunError) as e:
             self._not_started(result, e)

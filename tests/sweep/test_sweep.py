@@ -4,6 +4,7 @@ first; then real sweeps of tiny points (tests/workers/sweep_point.py) under the 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -15,9 +16,11 @@ from typing import Any
 import pytest
 from conftest import WORKERS, ctrl_c, wait_for
 from erun_cli import erun
+from omegaconf import OmegaConf, open_dict
 
 from runner.devices import HostInfo
 from runner.errors import ConfigError
+from runner.sweep.launch import without_hydra
 from runner.sweep.points import (
     EarlierRun,
     PointResult,
@@ -110,6 +113,21 @@ def test_exit_status_is_a_signal_then_any_failure() -> None:
     assert exit_status([*ok, result(PointState.NOT_STARTED)], None) == 1
     assert exit_status(ok, signal.SIGINT) == 130
     assert EarlierRun(Path("x"), "SUCCEEDED").state == "SUCCEEDED"
+
+
+def test_without_hydra_is_run_jobs_task_config_and_leaves_the_config_as_it_was() -> None:
+    config = OmegaConf.create({"a": 1, "hydra": {"x": "${a}", "big": [1, 2]}, "b": "${a}",
+                               "c": {"d": "${b}"}})
+    OmegaConf.set_struct(config, True)
+    task = without_hydra(config)
+    expected = copy.deepcopy(config)  # what Hydra's run_job gives the task
+    with open_dict(expected):
+        del expected["hydra"]
+    assert OmegaConf.to_yaml(task) == OmegaConf.to_yaml(expected) and OmegaConf.is_struct(task)
+    assert OmegaConf.to_container(task, resolve=True) == {"a": 1, "b": 1, "c": {"d": 1}}
+    assert list(config) == ["a", "hydra", "b", "c"] and config.hydra.x == 1
+    task.c.d = 5  # a copy: the point's config is untouched
+    assert OmegaConf.to_container(config)["c"] == {"d": "${b}"}
 
 
 # -- real sweeps -------------------------------------------------------------------------------
@@ -211,11 +229,15 @@ def test_resume_skips_the_points_that_succeeded(tmp_path: Path) -> None:
 
 
 def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path: Path) -> None:
-    write_job(tmp_path, sleep=0.2)
+    markers = write_job(tmp_path, sleep=0.2)
     result = erun(["-m", "+job=point.yaml", "params.tag=a,b", "params.code=1", "hydra.launcher.slots=1",
                    "hydra.launcher.fail_fast=true", "hydra.sweep.dir=sweep"], tmp_path)
     assert result.returncode == 1, result.stderr
     assert [r["state"] for r in sweep_rows(tmp_path / "sweep")] == ["FAILED", "NOT_STARTED"]
+    # Each point is prepared (its folder, .hydra record, job.yaml) when it starts, not before the
+    # first starts: point 0 ran before point 1 had a folder, and point 1, never started, has none.
+    assert [s["siblings"] for s in stamps(markers).values()] == [["0", "multirun.yaml"]]
+    assert not (tmp_path / "sweep" / "1").exists()
 
 
 def test_a_point_too_big_for_the_node_is_an_error_before_anything_runs(tmp_path: Path) -> None:
@@ -234,6 +256,22 @@ def test_two_points_sharing_a_folder_are_an_error_before_anything_runs(tmp_path:
     assert result.returncode == 2, result.stderr
     assert "`hydra.sweep.subdir` puts point 0 [tag=a] and point 1 [tag=b] in the same folder" in result.stderr
     assert not stamps(markers) and not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["params.tag=a,b,b", "hydra.sweep.subdir=${hydra.job.override_dirname}"],
+     "`hydra.sweep.subdir` puts point 1 [tag=b] and point 2 [tag=b] in the same folder"),
+    (["params.tag=a,b,c", "restart.stop_grace_s=1,1,-1"], "`restart.stop_grace_s` is -1"),
+], ids=["shared-folder", "bad-value"])
+def test_a_mistake_in_a_later_point_is_an_error_before_any_point_runs(tmp_path: Path, args: list[str],
+                                                                      error: str) -> None:
+    """Points start as each is prepared, but every point is checked before the first starts."""
+    markers = write_job(tmp_path)
+    result = erun(["-m", "+job=point.yaml", *args, "hydra.launcher.slots=1", "hydra.sweep.dir=sweep"],
+                  tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert error in result.stderr and "Traceback" not in result.stderr
+    assert not list(markers.iterdir()) and not (tmp_path / "sweep").exists()
 
 
 def test_resume_needs_a_sweep(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""A sweep point: stamps its start (time, pid, devices) in --markers, prints --lines lines, sleeps
+"""A sweep point: stamps its start (time, pid, devices, and what its sweep folder holds then)
+in --markers, prints --lines lines, sleeps
 --sleep seconds, exits --code (1 when the file fail_<tag> exists in --markers). Appends to
 ran_<tag>: one line per run."""
 
@@ -12,8 +13,9 @@ args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
 markers, tag, rank = Path(args["markers"]), args["tag"], os.environ["RANK"]
 with open(markers / f"ran_{tag}", "a") as f:
     f.write(f"{os.getpid()}\n")
+run_dir = os.environ["ERUN_RUN_DIR"]
 stamp = {"time": time.time(), "pid": os.getpid(), "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-         "run_dir": os.environ["ERUN_RUN_DIR"]}
+         "run_dir": run_dir, "siblings": sorted(os.listdir(Path(run_dir).parent))}
 name = f"start_{tag}_r{rank}_{os.getpid()}"
 (markers / f"{name}.tmp").write_text(json.dumps(stamp))
 os.replace(markers / f"{name}.tmp", markers / name)
