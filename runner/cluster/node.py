@@ -1,6 +1,5 @@
 """Inside the allocation, once per node (srun starts it): the job's plan becomes this node's plan,
-then this process runs it as an ordinary erun agent (`erun run-plan`), in the same interpreter:
-a second one (an exec) cost each node its start and runner's imports again before the agent ran.
+then this process becomes an ordinary erun agent (`erun run-plan`).
 
 What only the allocation knows is filled in here, from Slurm's environment (no scontrol):
 the rendezvous host is the first node of SLURM_JOB_NODELIST (runner.cluster.hostlist), its port
@@ -86,7 +85,7 @@ def with_node_nproc(plan: JobPlan, nproc: str, isolate_gpus: bool, host: HostInf
 
 def main(argv: Sequence[str]) -> int:
     """`python -m runner.cluster.node RUN_DIR/plan.json [--nproc=WORD] [--isolate-gpus]`: write
-    this node's plan, run it as its agent (the agent's exit status)."""
+    this node's plan, become its agent."""
     args = [a for a in argv if not a.startswith("--")]
     nproc = next((a.split("=", 1)[1] for a in argv if a.startswith("--nproc=")), None)
     try:
@@ -103,9 +102,8 @@ def main(argv: Sequence[str]) -> int:
     path = RunPaths(Path(mine.run_dir)).plan
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(mine.to_json() + "\n")
-    from runner.cli import main as erun
-
-    return erun(["run-plan", str(path)])
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "runner", "run-plan", str(path)])
 
 
 if __name__ == "__main__":
