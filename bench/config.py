@@ -55,6 +55,8 @@ class BenchConfig:
     scale_launchers: tuple[str, ...]
     slurm_reps: int  # a 2-node job on the loopback Slurm cluster (bench/slurm.py), per launcher
     slurm_timeout_s: float
+    # A preemption of a running 2-node job (bench/slurm_preempt.py): warning to resumed, per launcher.
+    slurm_preempt_reps: int
     api_nprocs: tuple[int, ...]  # runner.launch of a trivial function vs torch's elastic_launch
     api_reps: int
     api_timeout_s: float
@@ -83,7 +85,7 @@ FULL = BenchConfig(
     multinode_timeout_s=90.0, multinode_launchers=NODES,
     sweep_points=8, sweep_sleep_s=2.0, sweep_reps=3, sweep_timeout_s=120.0, sweep_launchers=SWEEP,
     scale_agents=(2, 4, 8), scale_reps=3, scale_timeout_s=120.0, scale_launchers=SCALE,
-    slurm_reps=5, slurm_timeout_s=90.0,
+    slurm_reps=5, slurm_timeout_s=90.0, slurm_preempt_reps=3,
     api_nprocs=(4,), api_reps=5, api_timeout_s=120.0, api_launchers=API,
 )
 
@@ -107,9 +109,9 @@ QUICK = BenchConfig(
     multinode_timeout_s=75.0, multinode_launchers=NODES,
     sweep_points=4, sweep_sleep_s=1.0, sweep_reps=1, sweep_timeout_s=120.0, sweep_launchers=SWEEP,
     scale_agents=(2,), scale_reps=1, scale_timeout_s=90.0, scale_launchers=("erun", "torchrun"),
-    # A 2-node Slurm job costs 20-60 s a launcher on 2 busy cores: not in --quick
-    # (tests/test_bench_slurm.py runs one erun job on the test cluster instead).
-    slurm_reps=0, slurm_timeout_s=90.0,
+    # A 2-node Slurm job costs 20-60 s a launcher on 2 busy cores, a preemption 40-60 s: not in
+    # --quick (tests/test_bench_slurm.py runs one erun job and one preemption on the test cluster).
+    slurm_reps=0, slurm_timeout_s=90.0, slurm_preempt_reps=0,
     api_nprocs=(4,), api_reps=1, api_timeout_s=90.0, api_launchers=API,
 )
 
@@ -125,7 +127,7 @@ SMOKE = BenchConfig(
     sweep_points=2, sweep_sleep_s=0.2, sweep_reps=1, sweep_timeout_s=60.0,
     sweep_launchers=("erun -m", "hydra basic"),
     scale_agents=(2,), scale_reps=1, scale_timeout_s=60.0, scale_launchers=("erun",),
-    slurm_reps=0, slurm_timeout_s=60.0,
+    slurm_reps=0, slurm_timeout_s=60.0, slurm_preempt_reps=0,
     api_nprocs=(2,), api_reps=1, api_timeout_s=60.0, api_launchers=("erun",),
 )
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from bench import api, launch, multinode, overhead, restart, scale, slurm, sweep
+from bench import api, launch, multinode, overhead, restart, scale, slurm, slurm_preempt, sweep
 from bench.common import Row
 from bench.config import BenchConfig
 
@@ -28,5 +28,5 @@ class Metric:
 
 
 METRICS: tuple[Metric, ...] = tuple(
-    Metric.of(m) for m in (launch, restart, overhead, multinode, sweep, scale, api, slurm))
+    Metric.of(m) for m in (launch, restart, overhead, multinode, sweep, scale, api, slurm, slurm_preempt))
 BY_NAME = {m.name: m for m in METRICS}

@@ -15,6 +15,7 @@ from bench.registry import METRICS
 from bench.targets import Verdict
 
 BASELINES = {"restart": "torchrun-fresh", "sweep": "hydra basic", "slurm": "sbatch + srun torchrun",
+             "slurm-preempt": "sbatch + srun torchrun",
              "api": "elastic_launch"}
 NOISE = ("Numbers are wall-clock on a shared machine; other jobs ran at the same time, so absolute "
          "times are noisy. Compare the ratios, and rerun before drawing conclusions from small gaps.")

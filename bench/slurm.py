@@ -102,6 +102,28 @@ def submit_argv(launcher: str, out: Path, work: Path, worker: str = WORKER) -> l
             "dist.ddp", "-j", "2x1", "--script", worker_script(worker), "--", str(out), "2"]
 
 
+def job_env(cluster: Any) -> dict[str, str]:
+    """The submitting command's environment (sbatch exports it to the job)."""
+    env = {**os.environ, "PYTHONPATH": python_path(), "SLURM_CONF": str(cluster.conf),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop(TOKEN_VAR, None)  # the job is Slurm's: the cluster's drain ends it, not a token sweep
+    return env
+
+
+def start_cluster(reps: int, mode: str, metric: str = NAME) -> tuple[Any, str | None]:
+    """The loopback cluster, started (None and why not: not in this mode, cannot run here)."""
+    module = cluster_module()
+    reason = module.missing() if reps else f"not measured in --{mode} (python -m bench --only {metric})"
+    if reason is not None:
+        return None, reason
+    cluster = module.SlurmCluster()
+    try:
+        cluster.start()
+    except (RuntimeError, OSError) as e:
+        return None, f"the loopback Slurm cluster did not start: {str(e).splitlines()[0]}"
+    return cluster, None
+
+
 def measure(cluster: Any, launcher: str, timeout_s: float, worker: str = WORKER,
             stamp: str = "init2") -> float | None:
     """One run: submission until both ranks wrote `stamp` (the smoke test uses a worker without
@@ -109,9 +131,7 @@ def measure(cluster: Any, launcher: str, timeout_s: float, worker: str = WORKER,
     with workdir(f"slurm-{launcher.split()[0]}") as work:
         out = work / "stamps"
         out.mkdir()
-        env = {**os.environ, "PYTHONPATH": python_path(), "SLURM_CONF": str(cluster.conf),
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        env.pop(TOKEN_VAR, None)  # the job is Slurm's: the cluster's drain ends it, not a token sweep
+        env = job_env(cluster)
         begin = time.time()
         try:
             done = subprocess.run(submit_argv(launcher, out, work, worker), env=env, cwd=work,
@@ -133,16 +153,7 @@ def measure(cluster: Any, launcher: str, timeout_s: float, worker: str = WORKER,
 
 def run(cfg: BenchConfig) -> list[Row]:
     rows = {name: Row(NAME, CASE, name) for name in (ERUN, RECIPE, TORCHX)}
-    module = cluster_module()
-    reason = (module.missing() if cfg.slurm_reps
-              else f"not measured in --{cfg.mode} (python -m bench --only slurm)")
-    cluster = None
-    if reason is None:
-        cluster = module.SlurmCluster()
-        try:
-            cluster.start()
-        except (RuntimeError, OSError) as e:
-            reason, cluster = f"the loopback Slurm cluster did not start: {str(e).splitlines()[0]}", None
+    cluster, reason = start_cluster(cfg.slurm_reps, cfg.mode)
     if cluster is None:
         for row in rows.values():
             row.note = f"{SKIPPED} {reason}"

@@ -14,6 +14,7 @@ from bench.common import Row
 
 ERUNS = ("erun", "erun-hydra", "erun-plan", "erun -m")
 SLURM_CASE = "2 nodes x 1 worker: submit until all ranks initialised"  # bench/slurm.py's CASE
+SLURM_PREEMPT_CASE = "2 nodes x 1 worker: warning until all ranks resumed"  # bench/slurm_preempt.py's
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ def targets(rows: list[Row]) -> list[Target]:
     slurm = [  # submission to every rank initialised, faster than the hand-written recipe and TorchX
         Target("slurm: submit 2 nodes to init", "slurm", SLURM_CASE, 1.0, "sbatch + srun torchrun"),
         Target("slurm: submit 2 nodes to init", "slurm", SLURM_CASE, 1.0, "torchx dist.ddp"),
+        # Slurm's warning until training resumed in the requeued job (TorchX has no preemption handling)
+        Target("slurm: preemption warning to resumed", "slurm-preempt", SLURM_PREEMPT_CASE, 1.0,
+               "sbatch + srun torchrun"),
     ]
     calls = sorted({r.case for r in rows if r.metric == "api"})
     api = [Target(f"runner.launch, {case}", "api", case, 0.5, "elastic_launch") for case in calls]

@@ -18,11 +18,15 @@ attempt numbers and TORCHELASTIC_RESTART_COUNT going on (runner.record.continuat
 SIGTERM to this process (scancel, the requeue itself) is Slurm stopping the job: the step gets it
 from Slurm, so it is not passed on; this process waits for srun to end. SIGINT, SIGHUP and SIGUSR2
 are passed on to srun; a second warning is not.
+
+This process stands between the job's start and srun: it starts the step first and reads the
+plan (runner.plan, the record's writer) only afterwards, while the step starts, so the nodes'
+agents start as soon as with a script that execs srun. The warning goes to the step before the
+records are written.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
@@ -33,11 +37,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runner.paths import RunPaths
-from runner.plan import JobPlan, RuleAction
-from runner.record.model import PREEMPTED_EVENT
-from runner.record.writer import EventLog
+if TYPE_CHECKING:
+    from runner.plan import JobPlan
 
 PREEMPTED_REASON = "preempted"
 # Signals to the batch script alone (scancel --batch) that srun passes on to the step, as it did
@@ -48,6 +51,8 @@ PASSED_ON = (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 def requeue_allowed(plan: JobPlan) -> bool:
     """The restart policy's word on a preemption: the first rule with reason `preempted`, else
     the policy's default; only give_up keeps the job from being requeued."""
+    from runner.plan import RuleAction
+
     rules = plan.restart.rules
     action = next((r.action for r in rules if PREEMPTED_REASON in r.reasons), plan.restart.default)
     return action is not RuleAction.GIVE_UP
@@ -55,6 +60,10 @@ def requeue_allowed(plan: JobPlan) -> bool:
 
 def mark_preempted(run_dir: Path, job_id: str, requeue: bool) -> None:
     """A `preempted` event in every node's record that exists (best effort: the job goes on)."""
+    from runner.paths import RunPaths
+    from runner.record.model import PREEMPTED_EVENT
+    from runner.record.writer import EventLog
+
     for node_dir in RunPaths(run_dir).node_dirs():
         events = RunPaths(node_dir).events
         if not events.is_file():
@@ -84,9 +93,16 @@ def say(message: str) -> None:
     print(f"erun: {message}", flush=True)
 
 
+def load_plan(plan_path: Path) -> JobPlan:
+    import json
+
+    from runner.plan import JobPlan
+
+    return JobPlan.from_dict(json.loads(plan_path.read_text()))
+
+
 def run(plan_path: Path, warning_s: int, step_argv: Sequence[str], environ: dict[str, str]) -> int:
     """Run the step; answer the first SIGUSR1 as the module says. The step's exit status."""
-    plan = JobPlan.from_dict(json.loads(plan_path.read_text()))
     job_id = environ.get("SLURM_JOB_ID", "")
     inbox, wakeup = socket.socketpair()
     inbox.setblocking(False)
@@ -96,6 +112,7 @@ def run(plan_path: Path, warning_s: int, step_argv: Sequence[str], environ: dict
     signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
     step = subprocess.Popen(list(step_argv))  # exec resets the handlers: srun has its own
     pidfd = os.pidfd_open(step.pid)
+    plan = load_plan(plan_path)  # while the step starts: the agents do not wait for it
     warned: float | None = None
     requeued = False
     while True:
@@ -107,11 +124,11 @@ def run(plan_path: Path, warning_s: int, step_argv: Sequence[str], environ: dict
             step.send_signal(number)  # as srun, exec'd by the script, would have had it
         if signal.SIGUSR1 in received and warned is None:
             warned = time.monotonic()
+            step.send_signal(signal.SIGUSR1)  # srun passes it to every process of the step, once
             allowed = requeue_allowed(plan)
             say(f"Slurm warns of the job's end (SIGUSR1, {warning_s} s ahead): SIGUSR1 to every worker "
                 "to checkpoint" + ("" if allowed else "; not requeued (restart.rules: give_up on preempted)"))
             mark_preempted(plan_path.parent, job_id, allowed)
-            step.send_signal(signal.SIGUSR1)  # srun passes it to every process of the step, once
             requeued = not allowed
         due = warned is not None and (ended or time.monotonic() >= warned + warning_s / 2)
         if due and not requeued:

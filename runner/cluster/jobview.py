@@ -18,8 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.record.read import read_json
-
 QUERY_TIMEOUT_S = 10.0
 UNKNOWN = "UNKNOWN"
 SLURM_COMMANDS = ("squeue", "sacct", "scontrol")
@@ -138,6 +136,8 @@ def unknown_reason(run: Runner = _run) -> str:
 
 def recorded_job(path: Path) -> str | None:
     """The job id in a run directory's slurm.json (runner.cluster.slurm writes it); None if none."""
+    from runner.record.read import read_json  # not on the submitting path (write_job)
+
     job_id = read_json(path).get("job_id")
     return str(job_id) if isinstance(job_id, (str, int)) and str(job_id) else None
 

@@ -35,7 +35,6 @@ from runner.config.sources import CompileContext
 from runner.errors import ConfigError, ErunError
 from runner.paths import RunPaths
 from runner.plan import JobPlan
-from runner.record.read import read_json
 from runner.words import display_path
 
 # Set by erun from the job's keys: passing them through would break the one-agent-per-node shape.
@@ -366,6 +365,8 @@ def follow(job_id: str, output: Path, out: IO[str]) -> int:
 def nodes_exit_status(run_dir: Path) -> int | None:
     """The job's status as its agents recorded it: srun stops the other nodes once one fails
     (--kill-on-bad-exit), so Slurm's ExitCode is often theirs (143), not the failing node's."""
+    from runner.record.read import read_json  # only here: not on the submitting path
+
     codes = []
     for node_dir in RunPaths(run_dir).node_dirs():
         code = read_json(RunPaths(node_dir).summary).get("exit_code")
