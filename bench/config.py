@@ -88,20 +88,19 @@ FULL = BenchConfig(
 )
 
 # About 2.5 minutes on 2 busy cores (CI runs it after the tests, only to check that the suite
-# works): every metric, erun and its reference side by side in each, one repetition each.
-# Left out: launch at other sizes, restarts of 4 ranks, torchrun's default shared store (its
-# restart hangs until the timeout; torchrun-fresh is the restart baseline), the cold restart
-# (a failure 0.2 s after init: the same launchers as the crash cases, shown and not judged),
+# works): every metric, erun and its reference side by side in each, one repetition where a run
+# costs several seconds. Left out: launch at other sizes, restarts of 4 ranks, torchrun's default
+# shared store (its restart hangs until the timeout; torchrun-fresh is the restart baseline),
 # the stubborn rank (torchrun's side costs its fixed 30 s grace), 4 nodes and 4+ agents,
 # torchrun's absorb deadlock (a minute of timeout), the 8-point sweep.
 QUICK = BenchConfig(
-    mode="quick", launch_reps=1, launch_torch_reps=1,
+    mode="quick", launch_reps=2, launch_torch_reps=1,
     launch_trivial_nprocs=(8,), launch_torch_nprocs=(1,),
     launch_launchers=ALL, launch_timeout_s=60.0,
     # erun-hydra restarts in the same agent as erun (Hydra runs once, before the first attempt).
     restart_cases=((2, "exit", 1), (2, "sigkill", 1)),
     restart_launchers=("erun", "erun-cold", "torchrun-fresh"),
-    restart_timeout_s=15.0, restart_shared_store_reps=0, restart_shared_store_cases=0, restart_cold_reps=0,
+    restart_timeout_s=15.0, restart_shared_store_reps=0, restart_shared_store_cases=0, restart_cold_reps=1,
     stubborn_reps=0, stubborn_torchrun_reps=0, stubborn_grace_s=2.0,
     overhead_s=3.0, overhead_reps=1, overhead_launchers=AGENTS,
     multinode_nodes=(2,), multinode_reps=1, multinode_absorb_reps=1, multinode_deadlock_reps=0,
