@@ -9,6 +9,7 @@ leak. Leaks are killed, then the test fails, so one leak does not cascade into t
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 
 import psutil
 import pytest
+import xdist_groups
 
 from runner.paths import STATE_DIR_VAR
 from runner.plan import EntrypointPlan, JobPlan, LogsPlan, RestartPlan
@@ -343,22 +345,29 @@ def cluster_env(slurm: Any, no_survivors: str) -> Iterator[dict[str, str]]:
     assert slurm.jobs() == [] and slurm.steps_alive() == []
 
 
-# -- two pytest workers (scripts/test.sh: pytest-xdist, --dist loadgroup) ---------------------
+# -- two pytest workers (scripts/test.sh: pytest-xdist, --dist loadgroup): tests/xdist_groups.py --
 
-PER_WORKER_FIXTURES = frozenset({"_runs_index", "tmp_path_factory", "pytestconfig", "worker_id",
-                                 "testrun_uid"})
-SHARED_SCOPES = ("session", "package", "module")
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # once, before any worker starts
+        precompile()
+    xdist_groups.configure(config)
+
+
+def precompile() -> None:
+    """Write the checkout's bytecode, as `pip install` does for an installed package (torch's is in
+    its wheel): under PYTHONDONTWRITEBYTECODE=1 (CI's environment) every agent, CLI call and
+    worker the suite starts would otherwise compile erun's sources again, 0.1 to 0.2 s of CPU each,
+    thousands of times. bench/common.py does the same for the benchmarks."""
+    for folder in ("runner", "hydra_plugins", "tests/workers"):
+        compileall.compile_dir(str(REPO / folder), quiet=1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests are spread one by one over the workers, except those that share a module- or
-    session-scoped fixture (a Slurm cluster, an etcd server, the bench's smoke run): they go to
-    one worker together, so the fixture starts once."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        shared = sorted(name for name, defs in info.name2fixturedefs.items()
-                        if name not in PER_WORKER_FIXTURES and defs[-1].scope in SHARED_SCOPES)
-        if shared:
-            item.add_marker(pytest.mark.xdist_group("+".join(shared)))
+    xdist_groups.heavy_first(items)
+    xdist_groups.record(config, items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return xdist_groups.make_scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None

@@ -125,7 +125,9 @@ def test_marked_python_files_compile():
                 compile(block.text, f"{page.name}:{block.line} ({block.file})", "exec")
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if marked_blocks(p)], ids=lambda p: p.name)
+# README.md trains five times (about a minute): marked slow, so a worker takes it first.
+@pytest.mark.parametrize("page", [pytest.param(p, marks=[pytest.mark.slow] if p.name == "README.md" else [])
+                                  for p in PAGES if marked_blocks(p)], ids=lambda p: p.name)
 def test_runnable_blocks_exit_0(page: Path, tmp_path: Path):
     env = dict(os.environ, ERUN_STATE_DIR=str(tmp_path / ".erun-state"), ERUN_REPO=str(ROOT),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")

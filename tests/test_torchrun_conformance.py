@@ -80,6 +80,7 @@ def launch(launcher: str, case: Case, folder: Path) -> tuple[int, dict[str, str]
     return done.returncode, {p.name: p.read_text().strip() for p in touched.iterdir()}, done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_torch_launcher_case_gives_the_same_outcome_under_both(tmp_path: Path, name: str) -> None:
     case = CASES[name]

@@ -27,6 +27,7 @@ def rank_tree(log_dir: Path) -> tuple[str, list[str]]:
     return run.name, files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flags", "script"), [
     (["--nproc-per-node", "2", "--max-restarts", "1"], ["fail_once.py", "{markers}"]),  # two attempts
     (["--nproc-per-node", "1"], ["record_error.py"]),  # error.json, by torch's @record

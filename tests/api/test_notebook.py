@@ -21,6 +21,7 @@ def cell_text(cell: Any) -> str:
                    for o in cell.get("outputs", []))
 
 
+@pytest.mark.slow
 def test_the_notebook_trains_ddp_from_a_cell(tmp_path: Path, no_survivors: str) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=int(RUN_TIMEOUT_S), kernel_name="python3",

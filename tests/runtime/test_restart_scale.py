@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from conftest import Erun, assert_sigterm_answered, read_events, wait_for
 
 from runner.plan import BackoffPlan, EntrypointPlan, ExitRule, RestartPlan
@@ -62,6 +63,7 @@ def test_budget_spent_of_a_long_history_is_linear() -> None:
     assert time.perf_counter() - began < 1.0
 
 
+@pytest.mark.slow
 def test_hundreds_of_quick_failures_restart_fast_and_sigterm_is_prompt(erun: Erun, no_survivors: str) -> None:
     plan = erun.plan("", nproc=1, max_restarts=100_000, entrypoint=EntrypointPlan("exec", "/bin/false"))
     agent = erun.start(plan)

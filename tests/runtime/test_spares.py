@@ -148,6 +148,7 @@ def test_spares_die_with_an_interrupted_or_killed_agent(erun: Erun, no_survivors
     wait_for(lambda: not any(alive(pid) for pid in pids), what="the spares to die")
 
 
+@pytest.mark.slow
 def test_a_torch_worker_restarts_warm_and_initialises_gloo(erun: Erun, no_survivors: str) -> None:
     out = erun.markers
     plan = erun.plan("gloo_allreduce.py", out, "fail-once", max_restarts=1)

@@ -55,6 +55,7 @@ def test_gloo_all_reduce_over_env_init(erun: Erun) -> None:
         assert got == {"rank": rank, "world_size": 2, "sum": 3.0, "torchelastic": True}
 
 
+@pytest.mark.slow
 def test_gloo_group_initialises_again_after_a_restart(erun: Erun) -> None:
     out = erun.tmp_path / "out"
     out.mkdir()
