@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,14 @@ def test_compat_elastic_launch_returns_rank_values(tmp_path: Path, no_survivors:
 
 def fail_on_rank_1() -> int:
     if os.environ["RANK"] == "1":
+        # Only once rank 0's value is delivered (written atomically): else rank 0 may still be
+        # unpacking its call when the failure stops it, and the result rightly has no value.
+        from runner.api.shipping import LaunchFolder
+
+        delivered = LaunchFolder(Path(sys.argv[2])).return_file(0, 0)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not delivered.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise ValueError("rank 1 is unhappy")
     return 0
 
