@@ -124,6 +124,16 @@ def start_cluster(reps: int, mode: str, metric: str = NAME) -> tuple[Any, str | 
     return cluster, None
 
 
+def submit(argv: list[str], env: dict[str, str], work: Path) -> str:
+    """Run a submitting command (erun, sbatch, torchx) in `work`; what it said, for the log."""
+    try:
+        done = subprocess.run(argv, env=env, cwd=work, capture_output=True, text=True,
+                              timeout=SUBMIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"no answer within {SUBMIT_TIMEOUT_S:g} s"
+    return f"rc {done.returncode}: {(done.stdout + done.stderr)[-600:]}"
+
+
 def measure(cluster: Any, launcher: str, timeout_s: float, worker: str = WORKER,
             stamp: str = "init2") -> float | None:
     """One run: submission until both ranks wrote `stamp` (the smoke test uses a worker without
@@ -131,15 +141,8 @@ def measure(cluster: Any, launcher: str, timeout_s: float, worker: str = WORKER,
     with workdir(f"slurm-{launcher.split()[0]}") as work:
         out = work / "stamps"
         out.mkdir()
-        env = job_env(cluster)
         begin = time.time()
-        try:
-            done = subprocess.run(submit_argv(launcher, out, work, worker), env=env, cwd=work,
-                                  capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL)
-            said = f"rc {done.returncode}: {(done.stdout + done.stderr)[-600:]}"
-        except subprocess.TimeoutExpired:
-            said = f"no answer within {SUBMIT_TIMEOUT_S:g} s"
+        said = submit(submit_argv(launcher, out, work, worker), job_env(cluster), work)
         # TorchX exits 1 after submitting: its status call needs sacct (accounting), which the
         # loopback cluster has not; the job runs all the same, so the stamps decide.
         ok = wait_for_stamps(out, stamp, 0, 2, begin + timeout_s)

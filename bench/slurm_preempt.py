@@ -25,7 +25,6 @@ is most of the value. Full mode only: a run costs 40-60 s on 2 busy cores.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from bench.checks import SKIPPED
 from bench.common import Row, last_stamp, log, wait_for_stamps, workdir, worker_script
 from bench.config import BenchConfig
 from bench.launchers import torchrun_argv
-from bench.slurm import ERUN, QUEUE_DRAIN_S, RECIPE, SUBMIT_TIMEOUT_S, TORCHX, job_env, start_cluster
+from bench.slurm import ERUN, QUEUE_DRAIN_S, RECIPE, TORCHX, job_env, start_cluster, submit
 from bench.targets import SLURM_PREEMPT_CASE
 
 NAME = "slurm-preempt"
@@ -84,15 +83,8 @@ def measure(cluster: Any, launcher: str, timeout_s: float, mode: str = "gloo") -
     with workdir(f"slurm-preempt-{launcher.split()[0]}") as work:
         out = work / "stamps"
         out.mkdir()
-        env = job_env(cluster)
         submitted = time.time()
-        try:
-            done = subprocess.run(submit_argv(launcher, out, work, mode), env=env, cwd=work,
-                                  capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL)
-            said = f"rc {done.returncode}: {(done.stdout + done.stderr)[-600:]}"
-        except subprocess.TimeoutExpired:
-            said = f"no answer within {SUBMIT_TIMEOUT_S:g} s"
+        said = submit(submit_argv(launcher, out, work, mode), job_env(cluster), work)
         value = None
         if not wait_for_stamps(out, "ready", 0, 2, submitted + timeout_s):
             log(f"slurm-preempt under {launcher}: not all ranks trained within {timeout_s:g} s "
