@@ -23,7 +23,6 @@ from runner.plan import DEFAULT_RDZV_PORTS, SETTING_DEFAULTS, JobPlan, RdzvPlan
 from runner.runtime import rounds
 from runner.runtime.rendezvous_wait import PACER
 from runner.runtime.rounds import (  # noqa: F401 (the names tests and callers know from here)
-    ERUN_SETTINGS,
     TORCH_SYNC_S,
     Backend,
     NodeInfo,
@@ -47,6 +46,9 @@ from torch.distributed.elastic.rendezvous import (  # noqa: E402
     dynamic_rendezvous,  # noqa: E402
 )
 from torch.distributed.elastic.rendezvous.registry import get_rendezvous_handler  # noqa: E402
+
+# Settings erun reads itself; the rest go to torch's backend as they are.
+ERUN_SETTINGS = ("local_addr", "exit_barrier_timeout", "sync_interval")
 
 if _user_cpp_log is None:
     del os.environ[_CPP_LOG]

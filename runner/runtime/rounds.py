@@ -64,8 +64,6 @@ CONNECT_SLACK_S = 10.0
 GONE_AFTER_FAILED_POLLS = 3
 TORCH_SYNC_S = 1.0
 MIN_SYNC_S = 0.1
-# Settings erun reads itself; the rest go to torch's backend as they are.
-ERUN_SETTINGS = ("local_addr", "exit_barrier_timeout", "sync_interval")
 DYNAMIC = ("c10d", "etcd-v2")
 
 
