@@ -37,14 +37,18 @@ from runner.errors import ErunError
 from runner.runtime import processes
 from runner.runtime.logs import ConsoleLines
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
-from runner.sweep.points import PointResult, PointState, SweepPoint, outcome_of
+from runner.sweep.points import PointResult, PointState, PointWork, SweepPoint, outcome_of
 from runner.sweep.slots import SlotKind, SlotPool, first_fit
+from runner.sweep.standby import StandbyAgents
 from runner.words import display_path
 
 PointHook = Callable[[PointResult], None]
 # After the longest stop grace of the running points: how long agents get to finish stopping.
 STOP_MARGIN_S = 5.0
 READ_SIZE = 65536
+# After this long with nothing to handle (the points started have their workers running), the
+# points next in line are prepared ahead, one at a time: their start then waits for nothing.
+PREPARE_IDLE_S = 0.25
 
 
 @dataclass
@@ -80,8 +84,10 @@ class SweepRun:
 
     def __init__(self, points: Sequence[SweepPoint], pool: SlotPool, environ: Mapping[str, str],
                  cwd: Path, fail_fast: bool = False, streams: Streams | None = None,
-                 on_start: PointHook | None = None, on_end: PointHook | None = None) -> None:
+                 on_start: PointHook | None = None, on_end: PointHook | None = None,
+                 standby: StandbyAgents | None = None) -> None:
         self.pool = pool
+        self.standby = standby  # agents started ahead (None: every point's process starts fresh)
         self.on_start, self.on_end = on_start, on_end  # told when a point's process starts, ends
         self.environ = dict(environ)
         self.cwd = cwd
@@ -108,10 +114,15 @@ class SweepRun:
             while True:
                 if not self._stopping:
                     self._start_what_fits()
+                    self._fill_standby()
                 if not self.running:
                     break
-                self._wait()
+                ahead = None if self._stopping else self._next_unprepared()
+                if not self._wait(PREPARE_IDLE_S if ahead else None) and ahead:
+                    ahead.ready()  # nothing happened for a while: prepare the next point now
         finally:
+            if self.standby is not None:
+                self.standby.close()
             self._kill_all()
             self._inbox.uninstall()
             self._selector.close()
@@ -134,6 +145,11 @@ class SweepRun:
         for result, slots in ready:
             self._start(result, slots)
 
+    def _fill_standby(self) -> None:
+        """As many standby agents as points may still take one (up to the pool's own limit)."""
+        if self.standby is not None:
+            self.standby.fill(sum(1 for r in self.pending if r.point.work and not r.point.work.user_code))
+
     def _start(self, result: PointResult, slots: tuple[str, ...]) -> None:
         """PENDING -> RUNNING (or FAILED when its process cannot even be started)."""
         work = result.point.work
@@ -147,7 +163,7 @@ class SweepRun:
             self._not_started(result, e)
             return
         try:
-            process = processes.spawn(argv, env, str(self.cwd))
+            process = self._warm(work, argv, env) or processes.spawn(argv, env, str(self.cwd))
         except ErunError as e:
             if log is not None:
                 log.close()
@@ -164,6 +180,12 @@ class SweepRun:
         if self.on_start is not None:
             self.on_start(result)
 
+    def _warm(self, work: PointWork, argv: list[str], env: dict[str, str]) -> processes.Process | None:
+        """A standby agent, now running `argv`; None: start it fresh."""
+        if self.standby is None or work.user_code:
+            return None
+        return self.standby.take(argv, env, str(self.cwd))
+
     def _not_started(self, result: PointResult, error: Exception) -> None:
         """PENDING -> FAILED: its record or its agent could not even be started."""
         result.state, result.end, result.note = PointState.FAILED, time.time(), f"not started: {error}"
@@ -172,8 +194,20 @@ class SweepRun:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def _wait(self) -> None:
+    def _next_unprepared(self) -> PointWork | None:
+        """The first pending point not yet prepared, if it is among those that take the running
+        points' slots when they end (one per running point)."""
+        for r in self.pending[:len(self.running)]:
+            if r.point.work is not None and not r.point.work.is_ready:
+                return r.point.work
+        return None
+
+    def _wait(self, idle_s: float | None = None) -> bool:
+        """Handle what happens next (a point's output or end, a signal); False when nothing did
+        for `idle_s` seconds."""
         timeout = None if self._kill_at is None else max(0.0, self._kill_at - time.monotonic())
+        if idle_s is not None:
+            timeout = idle_s if timeout is None else min(timeout, idle_s)
         events = self._selector.select(timeout)
         if not events and self._kill_at is not None and time.monotonic() >= self._kill_at:
             self._kill_all()
@@ -189,6 +223,7 @@ class SweepRun:
                 self._on_exit(running)
             else:
                 self._read(running, int(key.fd))
+        return bool(events)
 
     def _on_signals(self, signums: list[int]) -> None:
         for signum in signums:
