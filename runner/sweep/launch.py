@@ -151,11 +151,16 @@ class Sweep:
         """Every point prepared (each prints its plan), none started."""
         for point in points:
             if isinstance(point.work, AgentWork):
-                point.work.prepare()
-        redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
+                point.work.ready()
+        self.redact_multirun(points)
         print(f"erun: dry run: {len(points)} point(s) on {self.pool.describe()}; nothing started",
               file=sys.stderr, flush=True)
         return [self.returns[p.index] for p in points]
+
+    def redact_multirun(self, points: list[SweepPoint]) -> None:
+        """Hydra saved the sweep's config with the env's secrets in it: done once the points
+        have started (it need not delay them), at the latest when the sweep ends."""
+        redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
 
     @staticmethod
     def plans(points: list[SweepPoint]) -> list[JobPlan]:
@@ -217,19 +222,10 @@ class Sweep:
         print(f"erun: sweep of {len(points)} point(s) on {self.pool.describe()}: "
               f"{display_path(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
         cwd = self.context.cwd
-        redacted: list[bool] = []  # multirun.yaml is redacted once the first point started: it need not wait
-
-        def started(result: PointResult) -> None:
-            if not redacted:
-                redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
-                redacted.append(True)
-            self.jobs.started(result)
-
-        results, signum = SweepRun(points, self.pool, self.context.environ, cwd, self.settings.fail_fast,
-                                   on_start=started, on_end=lambda result: self.jobs.ended(result, cwd),
-                                   standby=standby).run()
-        if not redacted:  # no point started
-            redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
+        run = SweepRun(points, self.pool, self.context.environ, cwd, self.settings.fail_fast,
+                       on_start=self.jobs.started, on_end=lambda result: self.jobs.ended(result, cwd),
+                       standby=standby, later=[lambda: self.redact_multirun(points)])
+        results, signum = run.run()
         for result in results:  # prepared ahead, never started: the empty folder Hydra made goes
             work = result.point.work
             if result.state is PointState.NOT_STARTED and isinstance(work, AgentWork) and work.is_ready:

@@ -46,9 +46,10 @@ PointHook = Callable[[PointResult], None]
 # After the longest stop grace of the running points: how long agents get to finish stopping.
 STOP_MARGIN_S = 5.0
 READ_SIZE = 65536
-# After this long with nothing to handle (the points started have their workers running), the
-# points next in line are prepared ahead, one at a time: their start then waits for nothing.
-PREPARE_IDLE_S = 0.25
+# This long after the last point started (its agent has started its workers), work that can
+# wait is done, one piece at a time between events: `SweepRun.later`, then preparing the points
+# next in line, whose start then waits for nothing.
+AHEAD_AFTER_S = 0.25
 
 
 @dataclass
@@ -85,9 +86,11 @@ class SweepRun:
     def __init__(self, points: Sequence[SweepPoint], pool: SlotPool, environ: Mapping[str, str],
                  cwd: Path, fail_fast: bool = False, streams: Streams | None = None,
                  on_start: PointHook | None = None, on_end: PointHook | None = None,
-                 standby: StandbyAgents | None = None) -> None:
+                 standby: StandbyAgents | None = None, later: Sequence[Callable[[], None]] = ()) -> None:
         self.pool = pool
         self.standby = standby  # agents started ahead (None: every point's process starts fresh)
+        self.later = list(later)  # what need not delay a start: done once the points have started
+        self._last_start = 0.0  # time.monotonic() of the last start
         self.on_start, self.on_end = on_start, on_end  # told when a point's process starts, ends
         self.environ = dict(environ)
         self.cwd = cwd
@@ -117,9 +120,10 @@ class SweepRun:
                     self._fill_standby()
                 if not self.running:
                     break
-                ahead = None if self._stopping else self._next_unprepared()
-                if not self._wait(PREPARE_IDLE_S if ahead else None) and ahead:
-                    ahead.ready()  # nothing happened for a while: prepare the next point now
+                due = self._ahead_due()
+                self._wait(due)
+                if due is not None and self._ahead_due() == 0.0:
+                    self._work_ahead()
         finally:
             if self.standby is not None:
                 self.standby.close()
@@ -128,6 +132,8 @@ class SweepRun:
             self._selector.close()
         for r in self.pending:
             r.state = PointState.NOT_STARTED
+        while self.later:  # not done ahead: points too short, or none started
+            self.later.pop(0)()
         return self.results, self.stop_signal
 
     # -- starting --------------------------------------------------------------------------
@@ -170,6 +176,7 @@ class SweepRun:
             self._not_started(result, e)
             return
         result.state = PointState.RUNNING
+        self._last_start = time.monotonic()
         running = RunningPoint(result, process, log, work.grace_s)
         self.running[process.pid] = running
         self._selector.register(process.pidfd, selectors.EVENT_READ, ("exit", running))
@@ -194,6 +201,19 @@ class SweepRun:
 
     # -- the loop --------------------------------------------------------------------------
 
+    def _ahead_due(self) -> float | None:
+        """In how many seconds work ahead is due (0: now); None: there is none."""
+        if self._stopping or not (self.later or self._next_unprepared()):
+            return None
+        return max(0.0, self._last_start + AHEAD_AFTER_S - time.monotonic())
+
+    def _work_ahead(self) -> None:
+        """One piece: what was left for later, else preparing the next point in line."""
+        if self.later:
+            self.later.pop(0)()
+        elif (work := self._next_unprepared()) is not None:
+            work.ready()
+
     def _next_unprepared(self) -> PointWork | None:
         """The first pending point not yet prepared, if it is among those that take the running
         points' slots when they end (one per running point)."""
@@ -202,12 +222,12 @@ class SweepRun:
                 return r.point.work
         return None
 
-    def _wait(self, idle_s: float | None = None) -> bool:
-        """Handle what happens next (a point's output or end, a signal); False when nothing did
-        for `idle_s` seconds."""
+    def _wait(self, due_s: float | None = None) -> None:
+        """Handle what happens next (a point's output or end, a signal), waiting `due_s` seconds
+        at most (None: until something happens)."""
         timeout = None if self._kill_at is None else max(0.0, self._kill_at - time.monotonic())
-        if idle_s is not None:
-            timeout = idle_s if timeout is None else min(timeout, idle_s)
+        if due_s is not None:
+            timeout = due_s if timeout is None else min(timeout, due_s)
         events = self._selector.select(timeout)
         if not events and self._kill_at is not None and time.monotonic() >= self._kill_at:
             self._kill_all()
@@ -223,7 +243,6 @@ class SweepRun:
                 self._on_exit(running)
             else:
                 self._read(running, int(key.fd))
-        return bool(events)
 
     def _on_signals(self, signums: list[int]) -> None:
         for signum in signums:
