@@ -11,6 +11,11 @@ Point lifecycle:
     PENDING ──its slots are free──> RUNNING ──agent exits──> SUCCEEDED | FAILED | INTERRUPTED
        └──the sweep is stopped first (a signal, fail_fast)──> NOT_STARTED
 
+Starting fast: a point's agent is a standby interpreter when one waits (`runner.sweep.standby`,
+refilled after each start); 0.25 s after the last start, work that can wait (`later`) is done,
+then the points next in line are prepared (`PointWork.ready`), one piece between events, so a
+point whose slots come free starts without waiting for its own preparation.
+
 Stopping: SIGINT/SIGTERM/SIGHUP to erun go to every running point's agent (each stops its
 workers with its own grace); points not started stay so; after the longest grace plus a margin,
 agents still alive get SIGKILL (their guards then kill their workers). A second Ctrl-C is
@@ -91,6 +96,7 @@ class SweepRun:
         self.standby = standby  # agents started ahead (None: every point's process starts fresh)
         self.later = list(later)  # what need not delay a start: done once the points have started
         self._last_start = 0.0  # time.monotonic() of the last start
+        self._not_ahead: set[int] = set()  # id() of the points whose preparation ahead failed
         self.on_start, self.on_end = on_start, on_end  # told when a point's process starts, ends
         self.environ = dict(environ)
         self.cwd = cwd
@@ -212,14 +218,18 @@ class SweepRun:
         if self.later:
             self.later.pop(0)()
         elif (work := self._next_unprepared()) is not None:
-            work.ready()
+            try:
+                work.ready()
+            except (OSError, ErunError):  # its start tries again, and says why it cannot start
+                self._not_ahead.add(id(work))
 
     def _next_unprepared(self) -> PointWork | None:
         """The first pending point not yet prepared, if it is among those that take the running
         points' slots when they end (one per running point)."""
         for r in self.pending[:len(self.running)]:
-            if r.point.work is not None and not r.point.work.is_ready:
-                return r.point.work
+            work = r.point.work
+            if work is not None and not work.is_ready and id(work) not in self._not_ahead:
+                return work
         return None
 
     def _wait(self, due_s: float | None = None) -> None:
