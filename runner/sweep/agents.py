@@ -29,7 +29,7 @@ from runner.sweep.points import PointState, PreparedPoint
 @dataclass
 class AgentWork:
     """`PointWork` for an erun job: `plan` is its compiled plan (its slots, folder and grace),
-    `prepare` makes its `PreparedPoint` when it starts.
+    `prepare` makes its `PreparedPoint` (Hydra's job for the point, erun's record as text).
 
     States: checked (`prepared` None) ──`ready`: other points run, it is next in line──>
     prepared (its folder made) ──`command`: its slots are free──> started (its record written);
