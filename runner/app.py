@@ -31,7 +31,7 @@ from runner.config.argv import Invocation
 from runner.config.hydra_run import run_hydra
 from runner.errors import COMMAND_LINE, ConfigError, ErunError, ExitStatus, JobFailed
 from runner.overrides import JOB_GROUP, JOB_OVERRIDE_KEY
-from runner.paths import RunPaths, SweepPaths
+from runner.paths import RunPaths, SweepPaths, remove_empty_dirs
 
 if TYPE_CHECKING:
     from runner.cluster.api import ClusterRequest
@@ -282,14 +282,3 @@ def record_files(plan: JobPlan, cfg: Any, hydra_record: bool = True) -> dict[str
         files[str(folder / "overrides.yaml")] = scrub(OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task),
                                                       plan.secret_env())
     return files
-
-
-def remove_empty_dirs(folder: Path, stop: Path) -> None:
-    """rmdir `folder` and its parents while empty, never `stop` or anything outside it."""
-    folder, stop = folder.resolve(), stop.resolve()
-    while folder != stop and stop in folder.parents:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        folder = folder.parent

@@ -223,3 +223,14 @@ class StatePaths:
     @property
     def runs_index(self) -> Path:
         return self.state_dir / "runs.jsonl"
+
+
+def remove_empty_dirs(folder: Path, stop: Path) -> None:
+    """rmdir `folder` and its parents while empty, never `stop` or anything outside it."""
+    folder, stop = folder.resolve(), stop.resolve()
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent

@@ -287,11 +287,26 @@ class Interrupted:
     seconds: float
 
 
+def start_as_from_a_terminal(argv: list[str], cwd: Path, **popen_args: Any) -> subprocess.Popen[str]:
+    """Start `argv` in its own session, with SIGINT at its default as a terminal's shell gives
+    its foreground command. Tests started from a non-interactive shell's `&` have SIGINT ignored,
+    and every child inherits that: a Python started so installs no KeyboardInterrupt handler, and
+    a Ctrl-C test of it could only time out."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:  # a handler, which exec turns into the default (SIG_IGN it keeps)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(argv, cwd=cwd, env=subprocess_env(), start_new_session=True, text=True,
+                                **popen_args)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def ctrl_c(argv: list[str], cwd: Path, ready: Callable[[], Any], what: str) -> Interrupted:
     """Start `argv` in its own process group, wait until `ready()`, then SIGINT the group (as a
     terminal's Ctrl-C) and wait for it to exit; a command that does not is SIGKILLed."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_as_from_a_terminal(argv, cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(ready, what=what)
         started = time.monotonic()

@@ -3,6 +3,13 @@ own (it dies with the caller: PR_SET_PDEATHSIG), its output copied whole line by
 the caller's `sys.stdout` / `sys.stderr` as it comes (in a notebook: the cell), and stopped by
 Ctrl-C (the notebook's interrupt button): the agent gets one SIGINT and stops every worker
 with its grace; a second Ctrl-C kills the agent, whose workers die with it.
+
+The Ctrl-C reaches the pump as the KeyboardInterrupt Python's handler raises in the main thread,
+which runs only between bytecodes: not while the main thread waits in `select`. An EINTR ends
+that wait only when the signal lands on the main thread inside the system call; one that lands
+just before it (or on another thread) leaves it waiting for the child's next output (a worker
+that prints nothing: for ever). So the pump also watches a wakeup fd (`signal.set_wakeup_fd`),
+written by Python's C handler whatever the moment and the thread.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,17 +64,78 @@ class Output:
                 self.report.append(line)
 
 
+class Wakeup:
+    """Python's signal wakeup fd, set to a socket the pump watches while the child runs, and set
+    back after. The bytes (signal numbers) go on to the wakeup fd set before, if any (an asyncio
+    loop's, in a notebook), so that loop still sees its signals."""
+
+    def __init__(self) -> None:
+        self._recv, self._send = socket.socketpair()
+        self._recv.setblocking(False)
+        self._send.setblocking(False)
+        self._previous = -1
+
+    @classmethod
+    def install(cls) -> Wakeup | None:
+        """A wakeup fd set for this process; None outside the main thread (only the main thread
+        may set it, and a signal raises in no other: the pump then has no Ctrl-C to pass on)."""
+        wakeup = cls()
+        try:
+            wakeup._previous = signal.set_wakeup_fd(wakeup._send.fileno(), warn_on_full_buffer=False)
+        except ValueError:
+            wakeup._close()
+            return None
+        return wakeup
+
+    def fileno(self) -> int:
+        return self._recv.fileno()
+
+    def drain(self) -> None:
+        """Empty the socket (the signal's own handler does the rest), passing the bytes on."""
+        while True:
+            try:
+                data = self._recv.recv(512)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            if self._previous >= 0:
+                try:
+                    os.write(self._previous, data)
+                except OSError:  # full or closed: its owner's business, as for the kernel's writes
+                    pass
+
+    def uninstall(self) -> None:
+        signal.set_wakeup_fd(self._previous)
+        self.drain()  # what came since the last turn goes on too
+        self._close()
+
+    def _close(self) -> None:
+        self._recv.close()
+        self._send.close()
+
+
 def run_child(argv: Sequence[str], env: Mapping[str, str], cwd: str,
               keep_stdout: bool = False) -> tuple[int, Output]:
     """Run `argv`, copying its output as it comes; its exit status (KeyboardInterrupt raised
     again once it has stopped)."""
+    wakeup = Wakeup.install()  # before the child: a Ctrl-C from its first instant wakes the pump
+    try:
+        return _run(argv, env, cwd, keep_stdout, wakeup)
+    finally:
+        if wakeup is not None:
+            wakeup.uninstall()
+
+
+def _run(argv: Sequence[str], env: Mapping[str, str], cwd: str, keep_stdout: bool,
+         wakeup: Wakeup | None) -> tuple[int, Output]:
     child = processes.spawn(list(argv), env, cwd)
     output = Output(keep_stdout)
     interrupted = False
     try:
         while True:
             try:
-                _pump(child, output)
+                _pump(child, output, wakeup)
                 break
             except KeyboardInterrupt:
                 # First Ctrl-C: the agent stops its workers. Second: the agent dies (so do they).
@@ -83,15 +152,22 @@ def run_child(argv: Sequence[str], env: Mapping[str, str], cwd: str,
     return code, output
 
 
-def _pump(child: processes.Process, output: Output) -> None:
-    """Copy the child's output until both its pipes are closed."""
+def _pump(child: processes.Process, output: Output, wakeup: Wakeup | None = None) -> None:
+    """Copy the child's output until both its pipes are closed. A signal (its byte on `wakeup`)
+    ends the wait: its handler then runs, a Ctrl-C raising KeyboardInterrupt from here."""
     streams = {child.stdout_fd: ("stdout", sys.stdout), child.stderr_fd: ("stderr", sys.stderr)}
     with selectors.DefaultSelector() as selector:
         for fd in streams:
             if fd not in child.closed_fds:
                 selector.register(fd, selectors.EVENT_READ)
-        while selector.get_map():
+        if wakeup is not None:
+            selector.register(wakeup.fileno(), selectors.EVENT_READ)
+        while any(fd not in child.closed_fds for fd in streams):
             for key, _ in selector.select():
+                if key.fd not in streams:
+                    assert wakeup is not None
+                    wakeup.drain()
+                    continue
                 name, show = streams[key.fd]  # type: ignore[index]
                 data = _read(key.fd)
                 if data is None:

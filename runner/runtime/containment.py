@@ -119,9 +119,12 @@ def reap_adopted(known: set[int]) -> None:
 
 
 def _children() -> list[tuple[int, str]]:
-    """(pid, state letter) of this process's children, from /proc/PID/stat."""
+    """(pid, state letter) of this process's children: the kernel's list of each of its
+    threads' children (/proc/self/task/TID/children), else every process's parent in /proc."""
+    listed = _listed_children()
+    names = [str(pid) for pid in listed] if listed is not None else os.listdir("/proc")
     me, found = os.getpid(), []
-    for name in os.listdir("/proc"):
+    for name in names:
         if not name.isdigit():
             continue
         try:
@@ -129,9 +132,30 @@ def _children() -> list[tuple[int, str]]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[1]) == me:
+        if int(fields[1]) == me:  # still ours: not a pid reused since the list was read
             found.append((int(name), fields[0]))
     return found
+
+
+def _listed_children() -> set[int] | None:
+    """The pids in /proc/self/task/*/children (a child is listed under the thread that forked
+    it; an adopted orphan under the thread that reaps it): one read a thread instead of one for
+    every process. None where the kernel has no such file (CONFIG_PROC_CHILDREN off)."""
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    pids: set[int] = set()
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except FileNotFoundError:  # a thread that ended meanwhile; the main thread's: no such file
+            if tid == str(os.getpid()):
+                return None
+        except (OSError, ValueError):
+            return None
+    return pids
 
 
 def _own_cgroup() -> Path | None:

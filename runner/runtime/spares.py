@@ -63,6 +63,11 @@ class Spare:
             os.close(self.control_fd)
         return written == len(message)
 
+    def close(self) -> None:
+        """Not needed after all: end of file on its pipe, then killed and reaped."""
+        os.close(self.control_fd)  # EOF: a spare that gets to read it exits on its own
+        self.discard()
+
     def discard(self) -> None:
         """Kill it (its whole group) and reap it, waiting a bounded time (as for workers)."""
         processes.signal_group(self.process.pid, signal.SIGKILL)
@@ -93,18 +98,9 @@ class SparePool:
 
     def fill(self, envs: Sequence[Mapping[str, str]]) -> list[int]:
         """Start one spare per local rank, `envs[local_rank]` its environment until handed over."""
-        argv = [self.plan.entrypoint.python, "-u", SPARE_SCRIPT]
         for local_rank, env in enumerate(envs):
-            read_fd, write_fd = os.pipe()
-            try:
-                process = processes.spawn([*argv, str(read_fd), *self.plan.restart.prewarm.modules],
-                                          env, self.plan.cwd, pass_fds=(read_fd,))
-            except BaseException:
-                os.close(write_fd)
-                raise
-            finally:
-                os.close(read_fd)
-            self._spares[local_rank] = Spare(process, write_fd)
+            self._spares[local_rank] = start_spare([self.plan.entrypoint.python, "-u"],
+                                                   self.plan.restart.prewarm.modules, env, self.plan.cwd)
         return self.pids()
 
     def take(self, local_rank: int, argv: Sequence[str], env: Mapping[str, str],
@@ -125,8 +121,23 @@ class SparePool:
         """Kill and reap every spare that was not taken."""
         spares, self._spares = list(self._spares.values()), {}
         for spare in spares:
-            os.close(spare.control_fd)  # EOF: a spare that gets to read it exits on its own
-            spare.discard()
+            spare.close()
+
+
+def start_spare(python: Sequence[str], modules: Sequence[str], env: Mapping[str, str],
+                cwd: str | None) -> Spare:
+    """A spare interpreter (`python`: the interpreter and its options) importing `modules`, then
+    waiting for its command line: spawned as a worker is (`runner.runtime.processes.spawn`)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        process = processes.spawn([*python, SPARE_SCRIPT, str(read_fd), *modules], env, cwd,
+                                  pass_fds=(read_fd,))
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.close(read_fd)
+    return Spare(process, write_fd)
 
 
 def worker_argv(argv: Sequence[str]) -> list[str]:

@@ -1,10 +1,12 @@
 """An erun job as a sweep point: its agent (`python -m runner run-plan plan.json`) in a process
 of its own, on the point's slots; its record says how it ended.
 
-A local sweep checks every point before any starts (`DeferredAgentWork.plan`: composed, its
+A local sweep checks every point before any starts (`AgentWork.plan`: composed, its
 folder chosen, compiled), and prepares each (Hydra's job: its folder, .hydra record and
-callbacks' context; erun's record files) only when its slots are free, so the first point does
-not wait for every other point's preparation.
+callbacks' context; erun's record files) only when it is next in line while others run, or
+when its slots are free: the first point does not wait for every other point's preparation,
+and a later one starts without it. Its agent may be a standby interpreter started
+ahead (`runner.sweep.standby`): the agent runs no user code.
 """
 
 from __future__ import annotations
@@ -24,15 +26,21 @@ from runner.record.writer import write_file
 from runner.sweep.points import PointState, PreparedPoint
 
 
-@dataclass(frozen=True)
+@dataclass
 class AgentWork:
-    """`PointWork` for a compiled erun job."""
+    """`PointWork` for an erun job: `plan` is its compiled plan (its slots, folder and grace),
+    `prepare` makes its `PreparedPoint` when it starts.
 
-    prepared: PreparedPoint
+    States: checked (`prepared` None) ──`ready`: other points run, it is next in line──>
+    prepared (its folder made) ──`command`: its slots are free──> started (its record written);
+    `command` prepares a point not prepared yet. A point the sweep never starts has no record;
+    one prepared ahead has an empty folder, which the sweep removes."""
 
-    @property
-    def plan(self) -> JobPlan:
-        return self.prepared.plan
+    plan: JobPlan
+    env_set: dict[str, str]  # Hydra's hydra.job.env_set for the point
+    prepare: Callable[[], PreparedPoint]
+    prepared: PreparedPoint | None = None
+    user_code = False  # the agent runs none (its workers are fresh interpreters): it may be a standby
 
     @property
     def nproc(self) -> int:
@@ -49,16 +57,27 @@ class AgentWork:
     def environ(self) -> dict[str, str]:
         # plan.json has the secrets redacted; `erun run-plan` takes them from its environment.
         # Hydra's hydra.job.env_set reaches the agent, so its workers, as Hydra's task would see it.
-        return {**self.prepared.env_set, **self.plan.secret_env()}
+        return {**self.env_set, **self.plan.secret_env()}
 
     def open_log(self) -> BinaryIO:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         mode = file_mode(self.plan.logs.private)
         return os.fdopen(os.open(RunPaths(self.run_dir).console_log, flags, mode), "ab")
 
+    @property
+    def is_ready(self) -> bool:
+        return self.prepared is not None
+
+    def ready(self) -> None:
+        if self.prepared is None:  # checked -> prepared
+            self.prepared = self.prepare()
+
     def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
+        self.ready()
+        assert self.prepared is not None
         # No live panel: it draws on erun's terminal, which the points share.
-        plan = dataclasses.replace(self.plan, logs=dataclasses.replace(self.plan.logs, panel="off"))
+        plan = self.prepared.plan
+        plan = dataclasses.replace(plan, logs=dataclasses.replace(plan.logs, panel="off"))
         if gpus and plan.devices:
             plan = dataclasses.replace(plan, devices=slots[:plan.nproc])  # isolate_gpus: its own
         paths = RunPaths(self.run_dir)
@@ -71,55 +90,6 @@ class AgentWork:
 
     def ended(self, exit_code: int) -> PointState:
         return point_state(read_json(RunPaths(self.run_dir).summary).get("state"), exit_code)
-
-
-@dataclass
-class DeferredAgentWork:
-    """`PointWork` for an erun job checked but not yet prepared: `plan` is its compiled plan
-    (its slots, folder and grace), `prepare` makes its `PreparedPoint` when it starts.
-
-    States: checked (`started` None) ──`command`, its slots are free──> prepared (`started`);
-    a point the sweep never starts is never prepared (no folder, no record)."""
-
-    plan: JobPlan
-    env_set: dict[str, str]  # Hydra's hydra.job.env_set for the point
-    prepare: Callable[[], PreparedPoint]
-    started: AgentWork | None = None
-
-    @property
-    def nproc(self) -> int:
-        return self.plan.nproc
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.plan.run_dir)
-
-    @property
-    def grace_s(self) -> float:
-        return self.plan.restart.stop_grace_s
-
-    @property
-    def agent(self) -> AgentWork:
-        assert self.started is not None, "the point is prepared when it starts (command)"
-        return self.started
-
-    def environ(self) -> dict[str, str]:
-        """As `AgentWork.environ`, known before it is prepared (the summary scrubs every point's secrets)."""
-        return {**self.env_set, **self.plan.secret_env()}
-
-    def open_log(self) -> BinaryIO:
-        return self.agent.open_log()
-
-    def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
-        if self.started is None:  # checked -> prepared
-            self.started = AgentWork(self.prepare())
-        return self.started.command(slots, gpus)
-
-    def signal(self, pid: int, signum: int) -> None:
-        signal_agent(pid, signum)
-
-    def ended(self, exit_code: int) -> PointState:
-        return self.agent.ended(exit_code)
 
 
 def signal_agent(pid: int, signum: int) -> None:

@@ -1,11 +1,13 @@
 """One launch of erun's Hydra launcher (hydra_plugins/erun_launcher): check every point of a
 sweep (Hydra's config, its folder, erun's plan), then run them side by side on the node's slots,
-each prepared (Hydra's job, erun's record files) when it starts.
+each prepared (Hydra's job, erun's record files) when it is next in line while others run,
+or when it starts.
 
 Before any point starts, every point is composed, given its folder and compiled: a bad point, a
 point too big for the node and two points sharing a folder are one-line errors (exit 2) while
 nothing runs. Preparing a point costs more than checking it (Hydra's run_job copies the config,
-erun renders the record): done when its slots are free, the first point does not wait for it.
+erun renders the record): done while other points run, or when its slots are free, the
+first point does not wait for it.
 
 It lives outside `hydra_plugins` because Hydra imports every module there on every run, sweep
 or not: the plugin stays small and imports this module only when a sweep launches.
@@ -31,12 +33,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from runner.devices import HostInfo
 from runner.errors import COMMAND_LINE, ConfigError
-from runner.paths import SweepPaths, file_mode
+from runner.paths import SweepPaths, file_mode, remove_empty_dirs
 from runner.plan import JobPlan
 from runner.record.writer import write_file
-from runner.sweep.agents import DeferredAgentWork
+from runner.sweep.agents import AgentWork
 from runner.sweep.points import (
     PointResult,
+    PointState,
     SweepPoint,
     SweepSession,
     SweepStopped,
@@ -51,8 +54,12 @@ from runner.sweep.points import (
 from runner.sweep.prepared import PreparedPoint
 from runner.sweep.run import SweepRun
 from runner.sweep.slots import slot_pool, too_big
+from runner.sweep.standby import StandbyAgents
 from runner.sweep.summary import SweepSummary
 from runner.words import display_path
+
+# Standby agents a sweep keeps at most: one per slot (up to this), for the next points to start.
+MAX_STANDBY = 8
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,18 @@ class Sweep:
         self.pool = slot_pool(HostInfo.detect(self.context.environ), settings.slots, settings.pack)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+        # Agents started ahead import erun's supervisor while the points are checked.
+        size = min(len(self.pool.ids), MAX_STANDBY)
+        standby = StandbyAgents(self.context.environ, str(self.context.cwd), size)
+        if not self.context.dry_run:
+            standby.fill(len(job_overrides))
+        try:
+            return self.launch_points(job_overrides, initial_job_idx, standby)
+        finally:
+            standby.close()
+
+    def launch_points(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+                      standby: StandbyAgents) -> list[JobReturn]:
         earlier = earlier_runs(self.sweep_dir) if self.settings.resume else {}
         names = batch_labels(self.history, job_overrides)
         points = []
@@ -101,7 +120,7 @@ class Sweep:
             raise shared
         if self.context.dry_run:
             return self.dry_run(points)
-        results, status, signum = self.run(points)
+        results, status, signum = self.run(points, standby)
         if signum is not None:
             raise SweepStopped(signum)
         returns = [self.returns.get(r.point.index) or JobReturn(overrides=list(r.point.overrides))
@@ -117,7 +136,7 @@ class Sweep:
         config = self.point_config(index, overrides)
         plan, env_set = checked_plan(config, lambda cfg: self.session.compile_point(cfg, host))
         return SweepPoint(index, tuple(overrides), label,
-                          work=DeferredAgentWork(plan, env_set, lambda: self.prepare(index, config, host)))
+                          work=AgentWork(plan, env_set, lambda: self.prepare(index, config, host)))
 
     def prepare(self, index: int, config: DictConfig, host: HostInfo) -> PreparedPoint:
         """Run the point's Hydra job (its folder, .hydra record) with erun's preparation as the task."""
@@ -131,16 +150,21 @@ class Sweep:
     def dry_run(self, points: list[SweepPoint]) -> list[JobReturn]:
         """Every point prepared (each prints its plan), none started."""
         for point in points:
-            if isinstance(point.work, DeferredAgentWork):
-                point.work.prepare()
-        redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
+            if isinstance(point.work, AgentWork):
+                point.work.ready()
+        self.redact_multirun(points)
         print(f"erun: dry run: {len(points)} point(s) on {self.pool.describe()}; nothing started",
               file=sys.stderr, flush=True)
         return [self.returns[p.index] for p in points]
 
+    def redact_multirun(self, points: list[SweepPoint]) -> None:
+        """Hydra saved the sweep's config with the env's secrets in it: done once the points
+        have started (it need not delay them), at the latest when the sweep ends."""
+        redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
+
     @staticmethod
     def plans(points: list[SweepPoint]) -> list[JobPlan]:
-        return [p.work.plan for p in points if isinstance(p.work, DeferredAgentWork)]
+        return [p.work.plan for p in points if isinstance(p.work, AgentWork)]
 
     def run_in_point(self, index: int, overrides: Sequence[str], context: HydraContext,
                      task_function: Any) -> tuple[DictConfig, JobReturn, Any]:
@@ -193,22 +217,19 @@ class Sweep:
                               f"sweep's {self.pool.describe()}", "lower nproc, or raise hydra.launcher.slots "
                               "(with hydra.launcher.pack=cpu on CPU cores)", COMMAND_LINE)
 
-    def run(self, points: list[SweepPoint]) -> tuple[list[PointResult], int, int | None]:
+    def run(self, points: list[SweepPoint],
+            standby: StandbyAgents | None = None) -> tuple[list[PointResult], int, int | None]:
         print(f"erun: sweep of {len(points)} point(s) on {self.pool.describe()}: "
               f"{display_path(self.sweep_dir, self.context.cwd)}", file=sys.stderr, flush=True)
         cwd = self.context.cwd
-        redacted: list[bool] = []  # multirun.yaml is redacted once the first point started: it need not wait
-
-        def started(result: PointResult) -> None:
-            if not redacted:
-                redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
-                redacted.append(True)
-            self.jobs.started(result)
-
-        results, signum = SweepRun(points, self.pool, self.context.environ, cwd, self.settings.fail_fast,
-                                   on_start=started, on_end=lambda result: self.jobs.ended(result, cwd)).run()
-        if not redacted:  # no point started
-            redact_multirun(SweepPaths(self.sweep_dir).multirun, self.plans(points))
+        run = SweepRun(points, self.pool, self.context.environ, cwd, self.settings.fail_fast,
+                       on_start=self.jobs.started, on_end=lambda result: self.jobs.ended(result, cwd),
+                       standby=standby, later=[lambda: self.redact_multirun(points)])
+        results, signum = run.run()
+        for result in results:  # prepared ahead, never started: the empty folder Hydra made goes
+            work = result.point.work
+            if result.state is PointState.NOT_STARTED and isinstance(work, AgentWork) and work.is_ready:
+                remove_empty_dirs(work.run_dir, self.sweep_dir)
         status = exit_status(results, signum)
         self.history.extend(results)
         summary = SweepSummary(self.sweep_dir, self.pool.describe(), list(self.history),

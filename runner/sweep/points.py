@@ -97,6 +97,19 @@ class PointWork(Protocol):
     def grace_s(self) -> float:
         """How long it gets to stop after a stop signal before it is killed."""
 
+    @property
+    def user_code(self) -> bool:
+        """Whether its process runs user code (a Hydra task function): it is then always a fresh
+        interpreter. One that runs none (an erun agent) may be a standby (`runner.sweep.standby`)."""
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether it is prepared: `command` then only writes its files and starts it."""
+
+    def ready(self) -> None:
+        """Prepare it now, while other points run (its folder is made; nothing starts). A point
+        prepared but never started leaves an empty folder at most (`Sweep` removes it)."""
+
     def environ(self) -> dict[str, str]:
         """What its process gets on top of the sweep's environment (asked after `command`)."""
 
@@ -105,7 +118,7 @@ class PointWork(Protocol):
 
     def command(self, slots: tuple[str, ...], gpus: bool) -> list[str]:
         """Write what the process needs and return its argv; `slots` are its CPU slots or GPUs.
-        Called once, when the point starts: a point may be prepared only then."""
+        Called once, when the point starts (it is prepared then if `ready` was not called)."""
 
     def signal(self, pid: int, signum: int) -> None:
         """Deliver a stop or forwarded signal to the running process `pid`."""

@@ -11,6 +11,11 @@ Point lifecycle:
     PENDING ──its slots are free──> RUNNING ──agent exits──> SUCCEEDED | FAILED | INTERRUPTED
        └──the sweep is stopped first (a signal, fail_fast)──> NOT_STARTED
 
+Starting fast: a point's agent is a standby interpreter when one waits (`runner.sweep.standby`,
+refilled after each start); 0.25 s after the last start, work that can wait (`later`) is done,
+then the points next in line are prepared (`PointWork.ready`), one piece between events, so a
+point whose slots come free starts without waiting for its own preparation.
+
 Stopping: SIGINT/SIGTERM/SIGHUP to erun go to every running point's agent (each stops its
 workers with its own grace); points not started stay so; after the longest grace plus a margin,
 agents still alive get SIGKILL (their guards then kill their workers). A second Ctrl-C is
@@ -37,14 +42,19 @@ from runner.errors import ErunError
 from runner.runtime import processes
 from runner.runtime.logs import ConsoleLines
 from runner.runtime.signals import FORWARD_SIGNALS, STOP_SIGNALS, SignalInbox
-from runner.sweep.points import PointResult, PointState, SweepPoint, outcome_of
+from runner.sweep.points import PointResult, PointState, PointWork, SweepPoint, outcome_of
 from runner.sweep.slots import SlotKind, SlotPool, first_fit
+from runner.sweep.standby import StandbyAgents
 from runner.words import display_path
 
 PointHook = Callable[[PointResult], None]
 # After the longest stop grace of the running points: how long agents get to finish stopping.
 STOP_MARGIN_S = 5.0
 READ_SIZE = 65536
+# This long after the last point started (its agent has started its workers), work that can
+# wait is done, one piece at a time between events: `SweepRun.later`, then preparing the points
+# next in line, whose start then waits for nothing.
+AHEAD_AFTER_S = 0.25
 
 
 @dataclass
@@ -80,8 +90,13 @@ class SweepRun:
 
     def __init__(self, points: Sequence[SweepPoint], pool: SlotPool, environ: Mapping[str, str],
                  cwd: Path, fail_fast: bool = False, streams: Streams | None = None,
-                 on_start: PointHook | None = None, on_end: PointHook | None = None) -> None:
+                 on_start: PointHook | None = None, on_end: PointHook | None = None,
+                 standby: StandbyAgents | None = None, later: Sequence[Callable[[], None]] = ()) -> None:
         self.pool = pool
+        self.standby = standby  # agents started ahead (None: every point's process starts fresh)
+        self.later = list(later)  # what need not delay a start: done once the points have started
+        self._last_start = 0.0  # time.monotonic() of the last start
+        self._not_ahead: set[int] = set()  # id() of the points whose preparation ahead failed
         self.on_start, self.on_end = on_start, on_end  # told when a point's process starts, ends
         self.environ = dict(environ)
         self.cwd = cwd
@@ -108,15 +123,23 @@ class SweepRun:
             while True:
                 if not self._stopping:
                     self._start_what_fits()
+                    self._fill_standby()
                 if not self.running:
                     break
-                self._wait()
+                due = self._ahead_due()
+                self._wait(due)
+                if due is not None and self._ahead_due() == 0.0:
+                    self._work_ahead()
         finally:
+            if self.standby is not None:
+                self.standby.close()
             self._kill_all()
             self._inbox.uninstall()
             self._selector.close()
         for r in self.pending:
             r.state = PointState.NOT_STARTED
+        while self.later:  # not done ahead: points too short, or none started
+            self.later.pop(0)()
         return self.results, self.stop_signal
 
     # -- starting --------------------------------------------------------------------------
@@ -134,6 +157,11 @@ class SweepRun:
         for result, slots in ready:
             self._start(result, slots)
 
+    def _fill_standby(self) -> None:
+        """As many standby agents as points may still take one (up to the pool's own limit)."""
+        if self.standby is not None:
+            self.standby.fill(sum(1 for r in self.pending if r.point.work and not r.point.work.user_code))
+
     def _start(self, result: PointResult, slots: tuple[str, ...]) -> None:
         """PENDING -> RUNNING (or FAILED when its process cannot even be started)."""
         work = result.point.work
@@ -147,13 +175,14 @@ class SweepRun:
             self._not_started(result, e)
             return
         try:
-            process = processes.spawn(argv, env, str(self.cwd))
+            process = self._warm(work, argv, env) or processes.spawn(argv, env, str(self.cwd))
         except ErunError as e:
             if log is not None:
                 log.close()
             self._not_started(result, e)
             return
         result.state = PointState.RUNNING
+        self._last_start = time.monotonic()
         running = RunningPoint(result, process, log, work.grace_s)
         self.running[process.pid] = running
         self._selector.register(process.pidfd, selectors.EVENT_READ, ("exit", running))
@@ -164,6 +193,12 @@ class SweepRun:
         if self.on_start is not None:
             self.on_start(result)
 
+    def _warm(self, work: PointWork, argv: list[str], env: dict[str, str]) -> processes.Process | None:
+        """A standby agent, now running `argv`; None: start it fresh."""
+        if self.standby is None or work.user_code:
+            return None
+        return self.standby.take(argv, env, str(self.cwd))
+
     def _not_started(self, result: PointResult, error: Exception) -> None:
         """PENDING -> FAILED: its record or its agent could not even be started."""
         result.state, result.end, result.note = PointState.FAILED, time.time(), f"not started: {error}"
@@ -172,8 +207,37 @@ class SweepRun:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def _wait(self) -> None:
+    def _ahead_due(self) -> float | None:
+        """In how many seconds work ahead is due (0: now); None: there is none."""
+        if self._stopping or not (self.later or self._next_unprepared()):
+            return None
+        return max(0.0, self._last_start + AHEAD_AFTER_S - time.monotonic())
+
+    def _work_ahead(self) -> None:
+        """One piece: what was left for later, else preparing the next point in line."""
+        if self.later:
+            self.later.pop(0)()
+        elif (work := self._next_unprepared()) is not None:
+            try:
+                work.ready()
+            except (OSError, ErunError):  # its start tries again, and says why it cannot start
+                self._not_ahead.add(id(work))
+
+    def _next_unprepared(self) -> PointWork | None:
+        """The first pending point not yet prepared, if it is among those that take the running
+        points' slots when they end (one per running point)."""
+        for r in self.pending[:len(self.running)]:
+            work = r.point.work
+            if work is not None and not work.is_ready and id(work) not in self._not_ahead:
+                return work
+        return None
+
+    def _wait(self, due_s: float | None = None) -> None:
+        """Handle what happens next (a point's output or end, a signal), waiting `due_s` seconds
+        at most (None: until something happens)."""
         timeout = None if self._kill_at is None else max(0.0, self._kill_at - time.monotonic())
+        if due_s is not None:
+            timeout = due_s if timeout is None else min(timeout, due_s)
         events = self._selector.select(timeout)
         if not events and self._kill_at is not None and time.monotonic() >= self._kill_at:
             self._kill_all()

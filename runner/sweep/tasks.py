@@ -59,6 +59,11 @@ class TaskWork:
 
     nproc = 1
     grace_s = TASK_GRACE_S
+    user_code = True  # the task function: always a fresh interpreter, never a standby
+    is_ready = True  # its payload is written when it starts
+
+    def ready(self) -> None:
+        pass
 
     def environ(self) -> dict[str, str]:
         return {}

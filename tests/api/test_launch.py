@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -13,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RUN_TIMEOUT_S, WORKERS, ctrl_c, read_summary, subprocess_env
+from conftest import (
+    RUN_TIMEOUT_S,
+    WORKERS,
+    ctrl_c,
+    read_summary,
+    start_as_from_a_terminal,
+    subprocess_env,
+    wait_for,
+)
 
 import runner
 from runner.errors import ConfigError
@@ -127,12 +136,38 @@ def test_the_same_mistake_gives_the_same_error_as_the_cli(tmp_path: Path, monkey
     assert problem in cli.stderr
 
 
+# The agent's note once the caller's pump has passed the Ctrl-C on (runner.runtime.agent).
+FORWARDED = "erun: received SIGINT; stopping 2 workers"
+
+
 def test_ctrl_c_stops_every_worker(tmp_path: Path, no_survivors: str) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
     argv = [sys.executable, str(SCRIPT), "hang", str(markers)]
     ended = ctrl_c(argv, tmp_path, lambda: len(list(markers.glob("ready_*"))) == 2, "both ranks ready")
     assert ended.returncode == 0, ended.stderr
+    assert FORWARDED in ended.stderr
+    assert read_summary(tmp_path / "hang_run")["state"] == "INTERRUPTED"
+
+
+def test_ctrl_c_handled_in_another_thread_stops_every_worker(tmp_path: Path, no_survivors: str) -> None:
+    """Python's handler runs in another thread, so the main thread's select is not interrupted
+    (no EINTR), as when a Ctrl-C lands just before the pump enters select (the rare hang of
+    the test above): the pump must wake all the same and pass it on."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    proc = start_as_from_a_terminal([sys.executable, str(SCRIPT), "hang_thread", str(markers)], tmp_path,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(list(markers.glob("ready_*"))) == 2, what="both ranks ready")
+        out, err = proc.communicate("interrupt\n", timeout=30)  # the workers sleep 60 s
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert FORWARDED in err
+    assert json.loads(out.splitlines()[-1][len("RESULT "):])["interrupted"] is True
     assert read_summary(tmp_path / "hang_run")["state"] == "INTERRUPTED"
 
 
