@@ -4,8 +4,10 @@ The failing rank stamps `fail` just before it exits 1 (or SIGKILLs itself), STEA
 group initialised (as in training, where a failure hits a group that has run for a while; by
 then erun's warm spares, `restart.prewarm`, which the `erun` launcher turns on, have imported
 torch); every rank of attempt 1
-stamps `init` after `init_process_group`. The `early` case fails right after init, before the
-spares are ready: a cold restart. A restart recovers when all of them do
+stamps `init` after `init_process_group`. Under a launcher without spares (WARM names those
+with) nothing depends on how long the group ran, so its rank fails EARLY_S after init instead
+of waiting STEADY_S for nothing (a second or more per run). The `early` case fails right
+after init, before the spares are ready: a cold restart. A restart recovers when all of them do
 within the timeout (the job is then stopped: what follows is not measured). The `stubborn`
 case adds a rank that ignores SIGTERM: the launcher has to wait out its stop grace (erun:
 restart.stop_grace_s; torchrun: a fixed 30 s) and SIGKILL it. For erun, events.jsonl splits
@@ -28,6 +30,7 @@ PARTS = ("failure to FAILED event (detected)", "failure to last HEALTHY of attem
 CRASH_GRACE_S = 10.0  # erun's default stop_grace_s; nobody ignores SIGTERM in the crash cases
 STEADY_S = 4.0  # erun's default restart.prewarm.after_s (2 s) + the spares' import of torch
 EARLY_S = 0.2
+WARM = frozenset({"erun", "erun-hydra"})  # the launchers whose restarts use warm spares
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,14 @@ class Failure:
     def rank(self) -> int:
         return self.nproc - 1
 
-    def args(self, out: str) -> tuple[str, ...]:
+    def steady_under(self, launcher: str) -> float:
+        """How long the group runs before the failure: STEADY_S is for the spares to get ready,
+        so a launcher without them fails at EARLY_S (its restart is the same either way)."""
+        return self.steady_s if launcher in WARM else min(self.steady_s, EARLY_S)
+
+    def args(self, out: str, launcher: str) -> tuple[str, ...]:
         args = (out, "--fail-rank", str(self.rank), "--fail-mode", self.mode,
-                "--steady-s", f"{self.steady_s:g}")
+                "--steady-s", f"{self.steady_under(launcher):g}")
         stubborn = ("--stubborn-rank", str(self.stubborn_rank)) if self.stubborn_rank is not None else ()
         return args + stubborn
 
@@ -81,8 +89,8 @@ def measure(launcher: Launcher, failure: Failure, timeout_s: float, grace_s: flo
     with workdir(f"restart-{launcher.name}") as work:
         out = work / "stamps"
         out.mkdir()
-        job = Job(worker_script("dist.py"), failure.args(str(out)), failure.nproc, max_restarts=1,
-                  stop_grace_s=grace_s)
+        job = Job(worker_script("dist.py"), failure.args(str(out), launcher.name), failure.nproc,
+                  max_restarts=1, stop_grace_s=grace_s)
         command = launcher.command(job, work)
         with started(command.argv, work / "output.log", command.env) as running:
             wait_for_stamps(out, "init", 1, failure.nproc, running.start + timeout_s)
@@ -130,15 +138,24 @@ def crash_cases(cfg: BenchConfig) -> list[Row]:
     return rows
 
 
-def cold_case(cfg: BenchConfig) -> list[Row]:
-    """A failure right after init: erun's spares are not ready yet, the restart is cold."""
+def cold_case(cfg: BenchConfig, crash_rows: list[Row]) -> list[Row]:
+    """A failure right after init: erun's spares are not ready yet, the restart is cold.
+    torchrun-fresh has no spares: its runs of the crash case `exit 1` already failed at EARLY_S,
+    the same command as here, so they are shown again rather than run again."""
     if cfg.restart_cold_reps == 0:
         return []
     failure = Failure(2, "exit", steady_s=EARLY_S)
     log(f"restart {failure.case}")
-    launchers = usable(("erun", "torchrun-fresh"))
-    return run_case(failure, launchers, {ln.name: cfg.restart_cold_reps for ln in launchers},
+    same = Failure(2, "exit").case
+    shared = [r for r in crash_rows if r.case == same and r.launcher == "torchrun-fresh" and r.runs]
+    names = ("erun",) if shared else ("erun", "torchrun-fresh")
+    launchers = usable(names)
+    rows = run_case(failure, launchers, {ln.name: cfg.restart_cold_reps for ln in launchers},
                     cfg.restart_timeout_s, CRASH_GRACE_S)
+    for row in shared:
+        rows.append(Row(NAME, failure.case, row.launcher, values=list(row.values), runs=row.runs,
+                        note=f"the runs of `{same}` (the same command)"))
+    return rows
 
 
 def stubborn_case(cfg: BenchConfig) -> list[Row]:
@@ -158,4 +175,5 @@ def stubborn_case(cfg: BenchConfig) -> list[Row]:
 
 
 def run(cfg: BenchConfig) -> list[Row]:
-    return crash_cases(cfg) + cold_case(cfg) + stubborn_case(cfg)
+    crash = crash_cases(cfg)
+    return crash + cold_case(cfg, crash) + stubborn_case(cfg)
