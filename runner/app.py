@@ -14,12 +14,13 @@ Every mistake in the config, Hydra's included, ends as one `ConfigError` (exit 2
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,8 @@ def main(argv: list[str]) -> int:
                 print(f"erun: note: {note}", file=sys.stderr, flush=True)
             session = Session(invocation)
             try:
-                run_hydra(folder, invocation, session.run_point)
+                with standby_ahead(invocation):
+                    run_hydra(folder, invocation, session.run_point)
             finally:
                 session.clean_up()
     except staging.StartupStopped as stop:
@@ -62,6 +64,26 @@ def main(argv: list[str]) -> int:
     if session.error is not None:
         raise session.error
     return session.exit_status()
+
+
+# Hydra flags that print something and run nothing.
+NOTHING_RUNS = frozenset({"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help",
+                          "--shell-completion", "-sc"})
+
+
+@contextlib.contextmanager
+def standby_ahead(invocation: Invocation) -> Iterator[None]:
+    """For a sweep on erun's launcher, its first point's agent starts importing now, while
+    Hydra composes the sweep (`runner.sweep.standby.early`)."""
+    args = set(invocation.hydra_args)
+    sweep = bool({"-m", "--multirun"} & args) and not NOTHING_RUNS & args and invocation.dry_run is None
+    if not sweep or any(a.startswith("hydra/launcher=") and a != "hydra/launcher=erun" for a in args):
+        yield
+        return
+    from runner.sweep.standby import early
+
+    with early(invocation.environ, str(invocation.cwd), wanted=True):
+        yield
 
 
 @dataclass

@@ -31,7 +31,7 @@ from hydra.core.utils import JobReturn, JobStatus, env_override, run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from runner.devices import HostInfo
+from runner.devices import HostInfo, usable_cpus
 from runner.errors import COMMAND_LINE, ConfigError
 from runner.paths import SweepPaths, file_mode, remove_empty_dirs
 from runner.plan import JobPlan
@@ -54,7 +54,7 @@ from runner.sweep.points import (
 from runner.sweep.prepared import PreparedPoint
 from runner.sweep.run import SweepRun
 from runner.sweep.slots import slot_pool, too_big
-from runner.sweep.standby import StandbyAgents
+from runner.sweep.standby import StandbyAgents, adopt
 from runner.sweep.summary import SweepSummary
 from runner.words import display_path
 
@@ -90,11 +90,12 @@ class Sweep:
         self.pool = slot_pool(HostInfo.detect(self.context.environ), settings.slots, settings.pack)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-        # Agents started ahead import erun's supervisor while the points are checked.
+        # The first points' agents import erun's supervisor while the points are checked, on the
+        # cores this process leaves free (more would slow the checks: the first start waits).
         size = min(len(self.pool.ids), MAX_STANDBY)
-        standby = StandbyAgents(self.context.environ, str(self.context.cwd), size)
+        standby = adopt(self.context.environ, str(self.context.cwd), 0 if self.context.dry_run else size)
         if not self.context.dry_run:
-            standby.fill(len(job_overrides))
+            standby.fill(min(len(job_overrides), max(1, usable_cpus() - 1)))
         try:
             return self.launch_points(job_overrides, initial_job_idx, standby)
         finally:

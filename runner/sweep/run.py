@@ -11,10 +11,11 @@ Point lifecycle:
     PENDING ──its slots are free──> RUNNING ──agent exits──> SUCCEEDED | FAILED | INTERRUPTED
        └──the sweep is stopped first (a signal, fail_fast)──> NOT_STARTED
 
-Starting fast: a point's agent is a standby interpreter when one waits (`runner.sweep.standby`,
-refilled after each start); 0.25 s after the last start, work that can wait (`later`) is done,
-then the points next in line are prepared (`PointWork.ready`), one piece between events, so a
-point whose slots come free starts without waiting for its own preparation.
+Starting fast: a point's agent is a standby interpreter when one waits (`runner.sweep.standby`).
+0.25 s after the last start (its agent has started its workers), work ahead is done, one piece
+between events: what can wait (`later`), then standby agents for the points to come, then the
+points next in line are prepared (`PointWork.ready`), so a point whose slots come free starts
+without waiting for an interpreter or its own preparation.
 
 Stopping: SIGINT/SIGTERM/SIGHUP to erun go to every running point's agent (each stops its
 workers with its own grace); points not started stay so; after the longest grace plus a margin,
@@ -123,7 +124,6 @@ class SweepRun:
             while True:
                 if not self._stopping:
                     self._start_what_fits()
-                    self._fill_standby()
                 if not self.running:
                     break
                 due = self._ahead_due()
@@ -157,10 +157,12 @@ class SweepRun:
         for result, slots in ready:
             self._start(result, slots)
 
-    def _fill_standby(self) -> None:
-        """As many standby agents as points may still take one (up to the pool's own limit)."""
-        if self.standby is not None:
-            self.standby.fill(sum(1 for r in self.pending if r.point.work and not r.point.work.user_code))
+    def _standby_missing(self) -> int:
+        """How many more standby agents the points still to start could take (up to the pool's limit)."""
+        if self.standby is None:
+            return 0
+        agents = sum(1 for r in self.pending if r.point.work is not None and not r.point.work.user_code)
+        return self.standby.missing(agents)
 
     def _start(self, result: PointResult, slots: tuple[str, ...]) -> None:
         """PENDING -> RUNNING (or FAILED when its process cannot even be started)."""
@@ -209,14 +211,18 @@ class SweepRun:
 
     def _ahead_due(self) -> float | None:
         """In how many seconds work ahead is due (0: now); None: there is none."""
-        if self._stopping or not (self.later or self._next_unprepared()):
+        if self._stopping or not (self.later or self._standby_missing() or self._next_unprepared()):
             return None
         return max(0.0, self._last_start + AHEAD_AFTER_S - time.monotonic())
 
     def _work_ahead(self) -> None:
-        """One piece: what was left for later, else preparing the next point in line."""
+        """One piece: what was left for later, else standby agents (their imports then compete
+        with no starting point for the cores), else preparing the next point in line."""
         if self.later:
             self.later.pop(0)()
+        elif missing := self._standby_missing():
+            assert self.standby is not None
+            self.standby.fill(missing + len(self.standby.pids()))
         elif (work := self._next_unprepared()) is not None:
             try:
                 work.ready()

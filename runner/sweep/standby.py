@@ -19,12 +19,17 @@ process's /proc/PID/cmdline (the spare's), and its imports happened with the swe
 
     (none) --fill--> WAITING --take--> a point's agent
                         └──close (the sweep ends)──> killed and reaped
+
+The first one starts with erun itself (`early`), when the command line is a sweep on erun's
+launcher: it imports while Hydra composes the sweep (one core's work, the other core is free),
+and the sweep takes it over (`adopt`), so the first point's agent is ready when it starts.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from runner.runtime import processes
 from runner.runtime.spares import Spare, start_spare
@@ -42,6 +47,10 @@ class StandbyAgents:
     def __init__(self, environ: Mapping[str, str], cwd: str, size: int) -> None:
         self.environ, self.cwd, self.size = dict(environ), cwd, size
         self._waiting: list[Spare] = []
+
+    def missing(self, wanted: int) -> int:
+        """How many more would make `min(wanted, size)` wait."""
+        return max(0, min(wanted, self.size) - len(self._waiting))
 
     def fill(self, wanted: int) -> None:
         """Start standbys until `min(wanted, size)` wait (a failed start leaves fewer: points
@@ -83,3 +92,36 @@ def same_startup(started_with: Mapping[str, str], env: Mapping[str, str]) -> boo
     """Whether an interpreter started with `started_with` would have started as one with `env`."""
     names = {n for n in (*started_with, *env) if startup_relevant(n)}
     return all(started_with.get(n) == env.get(n) for n in names)
+
+
+_early: StandbyAgents | None = None  # started with erun, not yet taken over by a sweep
+
+
+@contextmanager
+def early(environ: Mapping[str, str], cwd: str, wanted: bool) -> Iterator[None]:
+    """While it lasts, one standby started now waits for the sweep to take it over (`adopt`);
+    killed at the end if none did (the command was not a sweep after all, or it failed)."""
+    global _early
+    if wanted:
+        _early = StandbyAgents(environ, cwd, size=1)
+        _early.fill(1)
+    try:
+        yield
+    finally:
+        if _early is not None:
+            _early.close()
+            _early = None
+
+
+def adopt(environ: Mapping[str, str], cwd: str, size: int) -> StandbyAgents:
+    """A sweep's standby agents: up to `size`, starting with the one started with erun when it
+    was started for this environment and folder."""
+    global _early
+    pool = StandbyAgents(environ, cwd, size)
+    started, _early = _early, None
+    if started is not None:
+        if started.cwd == cwd and same_startup(started.environ, environ) and size > 0:
+            pool._waiting, started._waiting = started._waiting, []
+        started.close()
+    return pool
+

@@ -14,6 +14,7 @@ import pytest
 from conftest import WORKERS
 from erun_cli import erun, subprocess_env
 
+from runner.sweep import standby
 from runner.sweep.standby import StandbyAgents, same_startup
 
 pytestmark = pytest.mark.usefixtures("no_survivors")
@@ -47,12 +48,13 @@ def stamps(markers: Path) -> dict[str, dict[str, object]]:
 
 
 def test_each_agent_is_a_standby_unless_its_point_changes_how_an_interpreter_starts(tmp_path: Path) -> None:
-    markers = write_job(tmp_path, sleep=0)
-    warm = erun(["-m", "+job=point.yaml", "params.tag=a,b,c", "hydra.launcher.slots=1",
+    markers = write_job(tmp_path, sleep=0.8)
+    # Point 0's agent: the standby started with erun; point 1's: one started while point 0 ran.
+    warm = erun(["-m", "+job=point.yaml", "params.tag=a,b", "hydra.launcher.slots=1",
                  "hydra.sweep.dir=warm"], tmp_path, timeout=60)
     assert warm.returncode == 0, warm.stderr
     warm_points = stamps(markers)
-    assert sorted(warm_points) == ["0", "1", "2"]
+    assert sorted(warm_points) == ["0", "1"]
     for stamp in warm_points.values():  # the workers' parent: a standby that became the agent
         assert Path(str(stamp["agent"][1])).name == SPARE, stamp["agent"]  # type: ignore[index]
     for stamp_file in markers.glob("start_*"):
@@ -89,21 +91,37 @@ def test_a_point_prepared_ahead_and_never_started_leaves_no_folder(tmp_path: Pat
 
 def test_a_standby_that_died_is_passed_over_and_the_rest_are_reaped(tmp_path: Path) -> None:
     env = subprocess_env(None)
-    standby = StandbyAgents(env, str(tmp_path), size=2)
-    standby.fill(5)
-    assert len(standby.pids()) == 2
-    dead = standby._waiting[0].process
+    agents = StandbyAgents(env, str(tmp_path), size=2)
+    agents.fill(5)
+    assert len(agents.pids()) == 2
+    dead = agents._waiting[0].process
     dead.popen.kill()
     dead.popen.wait()
     script = tmp_path / "mark.py"
     script.write_text("import os, sys\nsys.exit(len(os.environ['MARK']))\n")
     argv = [sys.executable, str(script)]
-    assert standby.take(argv, {**env, "MARK": "abc"}, str(tmp_path)) is None  # the dead one
-    process = standby.take(argv, {**env, "MARK": "abc"}, str(tmp_path))
+    assert agents.take(argv, {**env, "MARK": "abc"}, str(tmp_path)) is None  # the dead one
+    process = agents.take(argv, {**env, "MARK": "abc"}, str(tmp_path))
     assert process is not None and process.popen.wait(timeout=30) == 3
     process.close()
-    standby.fill(1)
-    assert standby.take(argv, {**env, "PYTHONPATH": "/elsewhere"}, str(tmp_path)) is None  # not taken
-    assert len(standby.pids()) == 1
-    standby.close()
-    assert standby.pids() == []
+    agents.fill(1)
+    assert agents.take(argv, {**env, "PYTHONPATH": "/elsewhere"}, str(tmp_path)) is None  # not taken
+    assert len(agents.pids()) == 1
+    agents.close()
+    assert agents.pids() == []
+
+
+def test_the_standby_started_with_erun_goes_to_a_sweep_of_its_environment_only(tmp_path: Path) -> None:
+    env, cwd = subprocess_env(None), str(tmp_path)
+    with standby.early(env, cwd, wanted=True):
+        assert standby._early is not None
+        started = standby._early.pids()
+        pool = standby.adopt(env, cwd, size=2)
+        assert pool.pids() == started and len(started) == 1 and standby._early is None
+        pool.close()
+    with standby.early(env, cwd, wanted=True):
+        other = standby.adopt({**env, "PYTHONPATH": "/elsewhere"}, cwd, size=2)
+        assert other.pids() == []  # started for another environment: killed, not taken
+    with standby.early(env, cwd, wanted=True):
+        pass  # no sweep took it: killed when erun's command ends
+    assert standby._early is None
