@@ -77,7 +77,7 @@ def standby_ahead(invocation: Invocation) -> Iterator[None]:
     Hydra composes the sweep (`runner.sweep.standby.early`)."""
     args = set(invocation.hydra_args)
     sweep = bool({"-m", "--multirun"} & args) and not NOTHING_RUNS & args and invocation.dry_run is None
-    if not sweep or any(a.startswith("hydra/launcher=") and a != "hydra/launcher=erun" for a in args):
+    if not sweep or argv_mod.other_launcher(invocation.hydra_args):
         yield
         return
     from runner.sweep.standby import early

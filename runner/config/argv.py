@@ -16,6 +16,7 @@ import dataclasses
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +133,11 @@ def split_resume(argv: list[str]) -> tuple[str | None, list[str]]:
     return given[-1].partition("=")[2], [a for a in argv if a not in given]
 
 
+def other_launcher(args: Sequence[str]) -> bool:
+    """Whether the command line chooses a launcher that is not erun's (`hydra/launcher=basic`)."""
+    return any(a.startswith("hydra/launcher=") and a != "hydra/launcher=erun" for a in args)
+
+
 def resume_overrides(resume: str | None, args: list[str], flags: list[str]) -> list[str]:
     """--resume: erun's launcher skips the points that already succeeded in the sweep directory."""
     if resume is None:
@@ -139,7 +145,7 @@ def resume_overrides(resume: str | None, args: list[str], flags: list[str]) -> l
     if not {"-m", "--multirun"} & set(flags):
         raise ConfigError(None, "--resume resumes a sweep", "add -m (and the sweep's overrides)",
                           COMMAND_LINE)
-    if any(a.startswith("hydra/launcher=") and a != "hydra/launcher=erun" for a in args):
+    if other_launcher(args):
         raise ConfigError(None, "--resume needs erun's launcher", "drop the hydra/launcher=... override",
                           COMMAND_LINE)
     if resume:

@@ -52,9 +52,9 @@ PointHook = Callable[[PointResult], None]
 # After the longest stop grace of the running points: how long agents get to finish stopping.
 STOP_MARGIN_S = 5.0
 READ_SIZE = 65536
-# This long after the last point started (its agent has started its workers), work that can
-# wait is done, one piece at a time between events: `SweepRun.later`, then preparing the points
-# next in line, whose start then waits for nothing.
+# This long after the last point started (its agent has started its workers), work ahead is
+# done, one piece at a time between events: `SweepRun.later`, standby agents, then preparing
+# the points next in line, whose start then waits for nothing.
 AHEAD_AFTER_S = 0.25
 
 
@@ -157,12 +157,13 @@ class SweepRun:
         for result, slots in ready:
             self._start(result, slots)
 
+    def _pending_agents(self) -> int:
+        """Points still to start whose process may be a standby agent."""
+        return sum(1 for r in self.pending if r.point.work is not None and not r.point.work.user_code)
+
     def _standby_missing(self) -> int:
         """How many more standby agents the points still to start could take (up to the pool's limit)."""
-        if self.standby is None:
-            return 0
-        agents = sum(1 for r in self.pending if r.point.work is not None and not r.point.work.user_code)
-        return self.standby.missing(agents)
+        return 0 if self.standby is None else self.standby.missing(self._pending_agents())
 
     def _start(self, result: PointResult, slots: tuple[str, ...]) -> None:
         """PENDING -> RUNNING (or FAILED when its process cannot even be started)."""
@@ -220,9 +221,8 @@ class SweepRun:
         with no starting point for the cores), else preparing the next point in line."""
         if self.later:
             self.later.pop(0)()
-        elif missing := self._standby_missing():
-            assert self.standby is not None
-            self.standby.fill(missing + len(self.standby.pids()))
+        elif self.standby is not None and self._standby_missing():
+            self.standby.fill(self._pending_agents())
         elif (work := self._next_unprepared()) is not None:
             try:
                 work.ready()

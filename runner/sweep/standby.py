@@ -58,7 +58,8 @@ class StandbyAgents:
         while len(self._waiting) < min(wanted, self.size):
             try:
                 self._waiting.append(start_spare([sys.executable], AGENT_MODULES, self.environ, self.cwd))
-            except Exception:  # noqa: BLE001 - no standby: the point's own spawn reports the cause
+            except Exception:  # noqa: BLE001 - the point's own spawn reports the cause
+                self.size = len(self._waiting)  # no more tries: the points start fresh agents
                 return
 
     def take(self, argv: Sequence[str], env: Mapping[str, str], cwd: str) -> processes.Process | None:

@@ -125,3 +125,9 @@ def test_the_standby_started_with_erun_goes_to_a_sweep_of_its_environment_only(t
     with standby.early(env, cwd, wanted=True):
         pass  # no sweep took it: killed when erun's command ends
     assert standby._early is None
+
+
+def test_a_standby_that_cannot_start_is_not_tried_again(tmp_path: Path) -> None:
+    agents = StandbyAgents(subprocess_env(None), str(tmp_path / "gone"), size=2)  # no such folder
+    agents.fill(2)
+    assert agents.pids() == [] and agents.missing(5) == 0  # the points start fresh agents
