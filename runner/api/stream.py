@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from runner.runtime import processes
+from runner.runtime.signals import WakeupFd
 
 REPORT_RULE = "=" * 72  # runner.runtime.final_report frames a failure report with it
 
@@ -65,15 +65,12 @@ class Output:
 
 
 class Wakeup:
-    """Python's signal wakeup fd, set to a socket the pump watches while the child runs, and set
-    back after. The bytes (signal numbers) go on to the wakeup fd set before, if any (an asyncio
-    loop's, in a notebook), so that loop still sees its signals."""
+    """Python's signal wakeup fd (`runner.runtime.signals.WakeupFd`) for the pump while the child
+    runs, set back after. The bytes (signal numbers) go on to the wakeup fd set before, if any
+    (an asyncio loop's, in a notebook), so that loop still sees its signals."""
 
     def __init__(self) -> None:
-        self._recv, self._send = socket.socketpair()
-        self._recv.setblocking(False)
-        self._send.setblocking(False)
-        self._previous = -1
+        self._fd = WakeupFd()
 
     @classmethod
     def install(cls) -> Wakeup | None:
@@ -81,38 +78,28 @@ class Wakeup:
         may set it, and a signal raises in no other: the pump then has no Ctrl-C to pass on)."""
         wakeup = cls()
         try:
-            wakeup._previous = signal.set_wakeup_fd(wakeup._send.fileno(), warn_on_full_buffer=False)
+            wakeup._fd.install()
         except ValueError:
-            wakeup._close()
+            wakeup._fd.close()
             return None
         return wakeup
 
     def fileno(self) -> int:
-        return self._recv.fileno()
+        return self._fd.fileno()
 
     def drain(self) -> None:
         """Empty the socket (the signal's own handler does the rest), passing the bytes on."""
-        while True:
+        data = self._fd.read()
+        if data and self._fd.previous >= 0:
             try:
-                data = self._recv.recv(512)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            if self._previous >= 0:
-                try:
-                    os.write(self._previous, data)
-                except OSError:  # full or closed: its owner's business, as for the kernel's writes
-                    pass
+                os.write(self._fd.previous, data)
+            except OSError:  # full or closed: its owner's business, as for the kernel's writes
+                pass
 
     def uninstall(self) -> None:
-        signal.set_wakeup_fd(self._previous)
+        self._fd.restore()
         self.drain()  # what came since the last turn goes on too
-        self._close()
-
-    def _close(self) -> None:
-        self._recv.close()
-        self._send.close()
+        self._fd.close()
 
 
 def run_child(argv: Sequence[str], env: Mapping[str, str], cwd: str,
