@@ -76,7 +76,7 @@ def standby_ahead(invocation: Invocation) -> Iterator[None]:
     """For a sweep on erun's launcher, its first point's agent starts importing now, while
     Hydra composes the sweep (`runner.sweep.standby.early`)."""
     args = set(invocation.hydra_args)
-    sweep = bool({"-m", "--multirun"} & args) and not NOTHING_RUNS & args and invocation.dry_run is None
+    sweep = bool(argv_mod.MULTIRUN_FLAGS & args) and not NOTHING_RUNS & args and invocation.dry_run is None
     if not sweep or argv_mod.other_launcher(invocation.hydra_args):
         yield
         return

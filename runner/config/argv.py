@@ -133,6 +133,9 @@ def split_resume(argv: list[str]) -> tuple[str | None, list[str]]:
     return given[-1].partition("=")[2], [a for a in argv if a not in given]
 
 
+MULTIRUN_FLAGS = frozenset({"-m", "--multirun"})  # Hydra's: the command line is a sweep
+
+
 def other_launcher(args: Sequence[str]) -> bool:
     """Whether the command line chooses a launcher that is not erun's (`hydra/launcher=basic`)."""
     return any(a.startswith("hydra/launcher=") and a != "hydra/launcher=erun" for a in args)
@@ -142,7 +145,7 @@ def resume_overrides(resume: str | None, args: list[str], flags: list[str]) -> l
     """--resume: erun's launcher skips the points that already succeeded in the sweep directory."""
     if resume is None:
         return args
-    if not {"-m", "--multirun"} & set(flags):
+    if not MULTIRUN_FLAGS & set(flags):
         raise ConfigError(None, "--resume resumes a sweep", "add -m (and the sweep's overrides)",
                           COMMAND_LINE)
     if other_launcher(args):
